@@ -1,0 +1,59 @@
+"""tracklab: what your hardware did during a training run, next to what your model did.
+
+``import tracklab`` is light: the store, collectors and monitoring API load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AmbiguousRun,
+    RunNotFound,
+    StoreError,
+    TracklabError,
+    TracklabWarning,
+    UsageError,
+)
+from .sdk import Run, current_run, finish, init, log
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "open_run": "runs", "list_runs": "runs", "RunView": "runs",
+    "get_run_system_monitor": "monitoring", "cleanup_run_monitor": "monitoring",
+    "RunSystemMonitor": "monitoring",
+    "monitor_cpu": "hardware", "monitor_memory": "hardware", "monitor_gpu": "hardware",
+    "monitor_hardware": "hardware", "integrate_with_run": "hardware",
+}
+
+__all__ = [
+    "AmbiguousRun", "Run", "RunNotFound", "RunSystemMonitor", "RunView", "StoreError",
+    "TracklabError", "TracklabWarning", "UsageError", "__version__", "cleanup_run_monitor",
+    "current_run", "finish", "get_run_system_monitor", "init", "integrate_with_run",
+    "list_runs", "log", "monitor_cpu", "monitor_gpu", "monitor_hardware", "monitor_memory",
+    "open_run",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracklab' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .hardware import (
+        integrate_with_run,
+        monitor_cpu,
+        monitor_gpu,
+        monitor_hardware,
+        monitor_memory,
+    )
+    from .monitoring import RunSystemMonitor, cleanup_run_monitor, get_run_system_monitor
+    from .runs import RunView, list_runs, open_run

@@ -1,0 +1,121 @@
+"""CPU: overall and per-core usage (percent), frequency (MHz), temperature (°C), load, counts."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import psutil
+
+_MIN_WINDOW_S = 0.05
+_TEMP_EVERY_S = 10.0  # hwmon scans cost milliseconds; temperatures change slowly
+
+
+class CpuCollector:
+    def __init__(self) -> None:
+        psutil.cpu_percent(percpu=True)  # prime: the first reading is meaningless
+        self._primed_at = time.monotonic()
+        self._temps: list[float | None] = []
+        self._temps_at = -_TEMP_EVERY_S
+        self._has_sensors = hasattr(psutil, "sensors_temperatures")
+
+    def collect(self) -> dict[str, Any]:
+        if self._primed_at:
+            # A reading right after priming measures a few microseconds of noise: give the
+            # very first sample a short real window instead (paid once, in the sampler thread).
+            wait = _MIN_WINDOW_S - (time.monotonic() - self._primed_at)
+            if wait > 0:
+                time.sleep(wait)
+            self._primed_at = 0.0
+        per = psutil.cpu_percent(percpu=True)
+        freqs = _freqs(len(per))
+        temps = self._temperatures(len(per))
+        procs, threads = process_and_thread_counts()
+        return {
+            "overall": round(sum(per) / len(per), 2) if per else None,
+            "cores": [
+                {"id": i, "usage": u, "frequency": freqs[i], "temperature": temps[i]}
+                for i, u in enumerate(per)
+            ],
+            "loadAverage": load_average(),
+            "processes": procs,
+            "threads": threads,
+        }
+
+    def _temperatures(self, n: int) -> list[float | None]:
+        now = time.monotonic()
+        if now - self._temps_at >= _TEMP_EVERY_S:
+            self._temps_at = now
+            self._temps = _read_temperatures(n) if self._has_sensors else []
+        return self._temps if len(self._temps) == n else [None] * n
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _freqs(n: int) -> list[float | None]:
+    try:
+        f = psutil.cpu_freq(percpu=True)
+    except (NotImplementedError, OSError, AttributeError):
+        return [None] * n
+    if f and len(f) == n:
+        return [round(x.current, 1) if x.current else None for x in f]
+    if f and len(f) == 1:
+        return [round(f[0].current, 1) if f[0].current else None] * n
+    return [None] * n
+
+
+def _read_temperatures(n: int) -> list[float | None]:
+    try:
+        sensors = psutil.sensors_temperatures()
+    except (OSError, RuntimeError):
+        return []
+    cores: dict[int, float] = {}
+    package: float | None = None
+    for name in ("coretemp", "k10temp", "zenpower", "cpu_thermal", "acpitz"):
+        for entry in sensors.get(name, ()):
+            label = entry.label or ""
+            if label.startswith("Core "):
+                try:
+                    cores[int(label.split()[1])] = entry.current
+                except ValueError:
+                    pass
+            elif package is None:
+                package = entry.current
+    if cores and len(cores) >= n:
+        return [cores.get(i) for i in range(n)]
+    if package is not None:
+        return [package] * n  # one sensor for the package: every core reads it
+    return []
+
+
+def process_and_thread_counts() -> tuple[int | None, int | None]:
+    """System-wide process and thread counts, without visiting every process."""
+    try:
+        with open("/proc/loadavg") as f:
+            threads = int(f.read().split()[3].split("/")[1])  # kernel scheduling entities
+        procs = sum(1 for name in os.listdir("/proc") if name.isdigit())
+        return procs, threads
+    except (OSError, IndexError, ValueError):
+        try:
+            return len(psutil.pids()), None
+        except OSError:
+            return None, None
+
+
+def cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or None

@@ -1,0 +1,45 @@
+"""Disk: usage of one filesystem (bytes, percent) and system-wide IO rates (bytes/s, ops/s)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import psutil
+
+
+class DiskCollector:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._last = self._counters()
+
+    def _counters(self) -> tuple[float, Any] | None:
+        try:
+            c = psutil.disk_io_counters(perdisk=False)
+        except (OSError, RuntimeError):
+            return None
+        return (time.monotonic(), c) if c else None
+
+    def collect(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"usage": None, "used": None, "total": None,
+                               "ioRead": None, "ioWrite": None, "iops": None}
+        path = self.path
+        while path and not os.path.exists(path):
+            path = os.path.dirname(path)
+        try:
+            u = psutil.disk_usage(path or "/")
+            out.update(usage=u.percent, used=u.used, total=u.total)
+        except OSError:
+            pass
+        now = self._counters()
+        if now and self._last:
+            dt = now[0] - self._last[0]
+            a, b = self._last[1], now[1]
+            if dt > 0:
+                out["ioRead"] = round(max(0, b.read_bytes - a.read_bytes) / dt, 1)
+                out["ioWrite"] = round(max(0, b.write_bytes - a.write_bytes) / dt, 1)
+                ops = (b.read_count - a.read_count) + (b.write_count - a.write_count)
+                out["iops"] = round(max(0, ops) / dt, 1)
+        self._last = now
+        return out

@@ -1,0 +1,59 @@
+"""One exception tree for tracklab, plus the warning category the SDK uses.
+
+Public exceptions carry their fields (run reference, path, candidates) so callers can act on them
+without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class TracklabError(Exception):
+    """Base of every error tracklab raises on purpose."""
+
+    __module__ = "tracklab"
+
+
+class RunNotFound(TracklabError):
+    """No run matches a reference (id, id prefix, name or ``latest``)."""
+
+    __module__ = "tracklab"
+
+    def __init__(self, ref: str, store: str) -> None:
+        self.ref = ref
+        self.store = store
+        super().__init__(f"no run matches {ref!r} in {store}")
+
+
+class AmbiguousRun(TracklabError):
+    """A reference matches more than one run; ``candidates`` lists their ids."""
+
+    __module__ = "tracklab"
+
+    def __init__(self, ref: str, candidates: list[str]) -> None:
+        self.ref = ref
+        self.candidates = candidates
+        shown = ", ".join(candidates[:10]) + (" ..." if len(candidates) > 10 else "")
+        super().__init__(f"{ref!r} matches {len(candidates)} runs: {shown}")
+
+
+class StoreError(TracklabError):
+    """The run store cannot be created, opened or read (corrupt file, permissions, disk full)."""
+
+    __module__ = "tracklab"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"run store {path}: {reason}")
+
+
+class UsageError(TracklabError):
+    """The library was called the wrong way (for example ``log()`` before ``init()``)."""
+
+    __module__ = "tracklab"
+
+
+class TracklabWarning(UserWarning):
+    """Warnings about dropped values, unavailable stores and monitoring that degraded."""
+
+    __module__ = "tracklab"

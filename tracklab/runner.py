@@ -1,0 +1,323 @@
+"""``tracklab run``: start a command as a child, sample while it runs, report how it ended.
+
+The wrapper must never harm the job it watches. It blocks the signals it handles and takes them
+synchronously with ``sigtimedwait`` (so nothing is handled in a half-finished state), forwards
+them once to the child, passes the child's exit code back unchanged, and carries on without a
+store when the store cannot be used. The child gets a parent-death signal (Linux), so killing the
+wrapper with SIGKILL does not leave an orphaned training job behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import _env
+from .errors import StoreError
+
+_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
+_SI_KERNEL = 0x80  # si_code of a signal the terminal driver sent (Ctrl-C goes to the whole group)
+_POLL_S = 0.25
+
+
+@dataclasses.dataclass
+class RunOptions:
+    command: list[str]
+    interval: float = 5.0
+    project: str | None = None
+    name: str | None = None
+    dir: str | None = None
+    node_id: str | None = None
+    run_id: str | None = None
+    kill_after: float = 10.0
+    quiet: bool = False
+    tags: list[str] = dataclasses.field(default_factory=list)
+    notes: str | None = None
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: str
+    status: str
+    exit_code: int
+    signal: int | None
+    duration: float
+    store: str | None
+    peaks: dict[str, Any]
+    samples: int
+
+
+def derive_run_id(explicit: str | None = None) -> str:
+    """``--run-id``, else one shared by every node of a scheduler job, else a new random id."""
+    if explicit:
+        return explicit
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        step = os.environ.get("SLURM_STEP_ID")
+        return f"slurm-{job}" + (f"-{step}" if step else "")
+    elastic = os.environ.get("TORCHELASTIC_RUN_ID")
+    if elastic and elastic != "none":
+        return f"torchrun-{elastic}"
+    from .ids import new_run_id
+
+    return new_run_id()
+
+
+def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = None,
+        on_warning: Callable[[str], None] | None = None) -> RunResult:
+    """Run ``opts.command`` to completion under monitoring and return how it ended.
+
+    Raises:
+        FileNotFoundError / PermissionError: the command cannot be started (callers map these
+            to exit codes 127 / 126, as a shell does).
+    """
+    warn = on_warning or (lambda msg: None)
+    if not opts.interval > 0:
+        raise ValueError("interval must be positive")
+    store_dir = _env.store_dir(opts.dir)
+    node = _env.node_id(opts.node_id)
+    run_id = derive_run_id(opts.run_id)
+    project = opts.project or os.environ.get(_env.ENV_PROJECT) or "default"
+    started = time.time()
+    record = _Record(store_dir, node, run_id, warn)
+    record.create(opts, project, started)
+
+    env = dict(os.environ)
+    env.update({_env.ENV_RUN_ID: run_id, _env.ENV_PROJECT: project, _env.ENV_DIR: store_dir,
+                _env.ENV_NODE_ID: node})
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+    try:
+        try:
+            child = subprocess.Popen(opts.command, env=env, preexec_fn=_child_setup(os.getpid()))
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            record.finish("failed", 127 if isinstance(exc, FileNotFoundError) else 126, None,
+                          started, {})
+            raise
+        if on_start:
+            on_start(run_id, record.shard_path)
+        oom_before = _oom_kills(child.pid)
+        sampler = record.start_sampler(child.pid, opts.interval)
+        killed, requested, sig_seen = _supervise(child, opts.kill_after)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    rc = child.returncode
+    if sampler is not None:
+        sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
+    status, exit_code, sig = _verdict(rc, killed, requested, oom_before)
+    peaks = record.finish(status, exit_code, sig, started, record.peaks())
+    return RunResult(run_id, status, exit_code, sig, time.time() - started,
+                     record.shard_path, peaks, record.sample_count())
+
+
+def _verdict(rc: int, killed: bool, requested: str | None,
+             oom_before: int | None) -> tuple[str, int, int | None]:
+    if rc < 0:
+        sig = -rc
+        code = 128 + sig
+        if killed:
+            return "killed", code, sig
+        if sig == signal.SIGKILL:
+            after = _oom_kills("self")
+            oom = oom_before is not None and after is not None and after > oom_before
+            return ("oom-killed" if oom else "killed"), code, sig
+        if sig == signal.SIGINT:
+            return "interrupted", code, sig
+        if sig in (signal.SIGTERM, signal.SIGHUP):
+            return "terminated", code, sig
+        return "failed", code, sig
+    if killed:
+        return "killed", rc, None
+    if requested:
+        return requested, rc, None
+    return ("finished" if rc == 0 else "failed"), rc, None
+
+
+def _supervise(child: subprocess.Popen[bytes], kill_after: float
+               ) -> tuple[bool, str | None, list[int]]:
+    """Wait for the child, taking signals synchronously. Returns (killed, requested, seen)."""
+    killed = False
+    requested: str | None = None
+    seen: list[int] = []
+    kill_at: float | None = None
+    interrupts = 0
+    while child.poll() is None:
+        info = signal.sigtimedwait(_HANDLED, _POLL_S)
+        if kill_at is not None and time.monotonic() >= kill_at and child.poll() is None:
+            _signal_child(child, signal.SIGKILL)
+            killed, kill_at = True, None
+        if info is None or info.si_signo == signal.SIGCHLD:
+            continue
+        sig = info.si_signo
+        seen.append(sig)
+        if sig == signal.SIGINT:
+            interrupts += 1
+            requested = requested or "interrupted"
+            if interrupts >= 2:
+                _signal_child(child, signal.SIGKILL)
+                killed = True
+                continue
+            # Ctrl-C in a terminal already reached the child (same foreground group): don't
+            # deliver it twice. A kill(2) from elsewhere reached only us: forward it.
+            if not (info.si_code == _SI_KERNEL and _same_group(child)):
+                _signal_child(child, sig)
+        else:
+            requested = requested or "terminated"
+            if info.si_code != _SI_KERNEL or not _same_group(child):
+                _signal_child(child, sig)
+            if kill_at is None and not killed:
+                kill_at = time.monotonic() + kill_after
+    return killed, requested, seen
+
+
+def _same_group(child: subprocess.Popen[bytes]) -> bool:
+    try:
+        return os.getpgid(child.pid) == os.getpgrp()
+    except OSError:
+        return True
+
+
+def _signal_child(child: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to the child's own process group when it has one, else to the child."""
+    try:
+        if _same_group(child):
+            os.kill(child.pid, sig)
+        else:
+            os.killpg(os.getpgid(child.pid), sig)
+    except ProcessLookupError:
+        pass
+
+
+def _child_setup(parent: int) -> Callable[[], None]:
+    """Runs in the child between fork and exec: default signal mask, die with the wrapper."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            prctl = None
+
+    def setup() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if prctl is not None:
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the wrapper died before prctl took effect
+                os._exit(137)
+
+    return setup
+
+
+def _oom_kills(pid: int | str) -> int | None:
+    try:
+        from .collectors.cgroup import read_limits
+    except ImportError:
+        return None
+    try:
+        return read_limits(pid).get("oomKills")
+    except OSError:
+        return None
+
+
+class _Record:
+    """The run's row and samples; every method degrades to a no-op when the store failed."""
+
+    def __init__(self, store_dir: str, node: str, run_id: str,
+                 warn: Callable[[str], None]) -> None:
+        self.store_dir = store_dir
+        self.node = node
+        self.run_id = run_id
+        self.warn = warn
+        self.shard_path: str | None = None
+        self.num: int | None = None
+        self.recorder: Any = None
+
+    def create(self, opts: RunOptions, project: str, started: float) -> None:
+        from . import store
+        from .ids import new_run_id
+        from .store.codec import dumps_exact
+
+        name = opts.name or f"{_stem(opts.command)}-{new_run_id(4)}"
+        try:
+            shard = store.open_shard(self.store_dir, self.node)
+            try:
+                self.num = shard.insert_run({
+                    "id": self.run_id, "name": name, "project": project, "status": "running",
+                    "command": dumps_exact(_env.redact_argv(opts.command)), "cwd": os.getcwd(),
+                    "host": _env.hostname(), "node": self.node, "owner": "wrapper",
+                    "pid": os.getpid(), "pid_start": _self_start(), "interval": opts.interval,
+                    "started_at": started, "heartbeat_at": started,
+                    "config": dumps_exact(opts.config), "tags": dumps_exact(opts.tags),
+                    "notes": opts.notes,
+                })
+                self.shard_path = shard.path
+            finally:
+                shard.close()
+        except StoreError as exc:
+            self.warn(f"{exc}; running the command without recording it")
+
+    def start_sampler(self, child_pid: int, interval: float) -> Any:
+        if self.num is None or self.shard_path is None:
+            return None
+        from .collectors import SystemCollectors
+        from .recorder import SampleRecorder
+        from .sampler import Sampler
+
+        self.recorder = SampleRecorder(self.shard_path, self.num, heartbeat=True)
+        collectors = SystemCollectors(self.node, disk_path=self.store_dir, root_pid=child_pid)
+        sampler = Sampler(collectors, interval, [self.recorder], name="tracklab-wrapper-sampler")
+        sampler.start(first=True)
+        return sampler
+
+    def peaks(self) -> dict[str, Any]:
+        if self.recorder is None:
+            return {}
+        from .recorder import peaks
+
+        return peaks(self.recorder.stats)
+
+    def sample_count(self) -> int:
+        return self.recorder.count if self.recorder is not None else 0
+
+    def finish(self, status: str, exit_code: int, sig: int | None, started: float,
+               peaks: dict[str, Any]) -> dict[str, Any]:
+        if self.num is None or self.shard_path is None:
+            return peaks
+        from .store import Shard
+        from .store.codec import dumps_exact
+
+        try:
+            shard = Shard(self.shard_path)
+            try:
+                shard.update_run(self.num, status=status, exit_code=exit_code, signal=sig,
+                                 ended_at=time.time(), summary=dumps_exact({"peaks": peaks}))
+            finally:
+                shard.close()
+        except StoreError as exc:
+            self.warn(f"{exc}; the run's end was not recorded")
+        if self.recorder is not None:
+            self.recorder.close()
+        return peaks
+
+
+def _stem(command: list[str]) -> str:
+    words = [w for w in command if not w.startswith("-")]
+    pick = words[1] if len(words) > 1 and os.path.basename(words[0]).startswith("python") \
+        else (words[0] if words else "run")
+    return os.path.splitext(os.path.basename(pick))[0] or "run"
+
+
+def _self_start() -> float | None:
+    import psutil
+
+    try:
+        return float(psutil.Process().create_time())
+    except psutil.Error:
+        return None

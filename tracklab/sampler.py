@@ -1,0 +1,109 @@
+"""The sampling thread: calls the collectors on a drift-free schedule and hands snapshots on.
+
+Sinks are plain callables taking a snapshot dict. A sink that raises is logged (with traceback,
+once per sink) and sampling goes on. ``stop()`` returns within its timeout even when a reading
+hangs (a wedged NVML call): the thread is a daemon and is abandoned, never waited on forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .collectors import SystemCollectors
+
+log = logging.getLogger("tracklab.sampler")
+Sink = Callable[[dict[str, Any]], None]
+
+
+class Sampler:
+    def __init__(self, collectors: SystemCollectors, interval: float,
+                 sinks: list[Sink] | None = None, name: str = "tracklab-sampler") -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        self.collectors = collectors
+        self.interval = float(interval)
+        self.sinks: list[Sink] = list(sinks or [])
+        self.latest: dict[str, Any] | None = None
+        self.count = 0
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._final = True
+        self._failed_sinks: set[int] = set()
+        self._lock = threading.Lock()  # one take() at a time: collectors keep rate state
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    def take(self, families: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Take one snapshot now (all families, or the named ones) and hand it to every sink."""
+        with self._lock:
+            t0 = time.perf_counter()
+            snap = self.collectors.snapshot(families)
+            if families is None:
+                self.latest = snap
+            self.count += 1
+            for sink in list(self.sinks):
+                try:
+                    sink(snap)
+                except Exception:  # noqa: BLE001 - a user's callback must not stop sampling
+                    if id(sink) not in self._failed_sinks:
+                        self._failed_sinks.add(id(sink))
+                        log.warning("sample callback %r raised; sampling goes on", sink,
+                                    exc_info=True)
+            log.debug("sample %d taken in %.2f ms", self.count, (time.perf_counter() - t0) * 1e3)
+        return snap
+
+    def start(self, first: bool = True) -> None:
+        """Start the thread (idempotent). ``first`` takes a sample immediately."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self.collectors.prime()
+        self._thread = threading.Thread(target=self._loop, args=(first,), name=self._name,
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self, first: bool) -> None:
+        next_at = time.monotonic()
+        if not first:
+            next_at += self.interval
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self._safe_take()
+            next_at += self.interval
+            now = time.monotonic()
+            if next_at < now:  # fell behind (suspended machine, slow disk): skip, don't burst
+                next_at = now + self.interval
+        if self._final:
+            self._safe_take()
+
+    def _safe_take(self) -> None:
+        try:
+            self.take()
+        except Exception:  # noqa: BLE001 - keep sampling whatever one reading did
+            log.warning("sampling failed; trying again next interval", exc_info=True)
+
+    def stop(self, timeout: float = 2.0, final: bool = True) -> bool:
+        """Stop the thread, taking one last sample when ``final``. Idempotent.
+
+        Returns False when the thread did not end within ``timeout`` seconds (it is abandoned).
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        self._final = final
+        self._stop.set()
+        if thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("sampler did not stop within %.1f s (a reading hangs); abandoning it",
+                        timeout)
+            return False
+        self._thread = None
+        return True

@@ -1,0 +1,471 @@
+"""``tracklab.init()`` / ``log()`` / ``finish()``: the training-side SDK.
+
+``log()`` is the hot path: it copies the call's keys and values into a deque and returns. Anything
+that is not a plain int, float or bool (nested dicts, numpy and torch scalars, bad values) takes a
+slower path that flattens, converts and warns. A background :class:`~tracklab.writer.PointWriter`
+does the rest.
+
+Fork safety: a process forked after ``init()`` (a DataLoader worker) inherits the run object but
+not its writer thread or a usable connection, so in the child every ``log()`` is a cheap no-op.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from . import _env
+from .errors import StoreError, TracklabWarning, UsageError
+
+log = logging.getLogger("tracklab.sdk")
+
+_PLAIN = frozenset((float, int, bool))
+_time = time.time
+
+_current: Run | None = None
+_live: list[Run] = []
+_lock = threading.Lock()
+_exception: list[BaseException] = []
+
+
+class Config(dict):  # type: ignore[type-arg]
+    """The run's configuration; ``update()`` writes through to the store."""
+
+    def __init__(self, run: Run, initial: Mapping[str, Any] | None = None) -> None:
+        super().__init__(initial or {})
+        self._run = run
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        from .context import to_plain
+
+        for a in args:
+            super().update(to_plain(a))
+        super().update(to_plain(kwargs))
+        self._run._save_config()
+
+
+class Run:
+    """One training run as seen from the process that called :func:`init`.
+
+    Attributes:
+        id: the run id (shared with the wrapper when attached).
+        name, project: as given, or derived.
+        config: a dict of the training configuration.
+        summary: final values; by default each metric's last value, overridable by assignment.
+        attached: True when this process joined a run started by ``tracklab run``.
+    """
+
+    def __init__(self, *, project: str | None, name: str | None, config: Any,
+                 system_monitor: bool, dir: str | None) -> None:
+        from .context import to_plain
+        from .ids import new_run_id
+
+        self.dir = _env.store_dir(dir)
+        self.node = _env.node_id()
+        env_id = os.environ.get(_env.ENV_RUN_ID)
+        self.attached = bool(env_id)
+        self.id = env_id or new_run_id()
+        self.project = project or os.environ.get(_env.ENV_PROJECT) or "default"
+        self.name = name or _default_name(self.id)
+        self.summary: dict[str, Any] = {}
+        self.config = Config(self, to_plain(config) if config is not None else None)
+        self._step = 0
+        self._closed = False
+        self._forked = False
+        self._pid = os.getpid()
+        self._warned: set[str] = set()
+        self._monitor: Any = None
+        self._writer: Any = None
+        self._run_num: int | None = None
+        self._shard_path: str | None = None
+        self.queue: Any = []
+        try:
+            self._open(system_monitor)
+        except StoreError as exc:
+            warnings.warn(f"tracklab: {exc}; this run records nothing, training goes on",
+                          TracklabWarning, stacklevel=3)
+            self._closed = True
+            self._offline = True
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def _open(self, system_monitor: bool) -> None:
+        from . import store
+        from .store.codec import dumps_exact
+        from .writer import PointWriter
+
+        shard = store.open_shard(self.dir, self.node)
+        self._shard_path = shard.path
+        now = _time()
+        try:
+            existing = shard.run_rows("id = ?", (self.id,))
+            if self.attached:
+                self._check_attach(existing)
+            if existing:
+                num = existing[0]["num"]
+                if self.attached:
+                    row = existing[0]
+                    self.project = row["project"] or self.project
+                    self.name = row["name"] or self.name
+            else:
+                num = shard.insert_run({
+                    "id": self.id, "name": self.name, "project": self.project,
+                    "status": "running", "started_at": now, "heartbeat_at": now,
+                    "command": dumps_exact(_env.redact_argv([sys.executable, *sys.argv])),
+                    "cwd": os.getcwd(), "host": _env.hostname(), "node": self.node,
+                    "owner": "wrapper" if self.attached else "sdk", "pid": os.getpid(),
+                    "pid_start": _proc_start(), "config": dumps_exact(dict(self.config)),
+                })
+            rank, local_rank = _env.rank_env()
+            proc = shard.add_proc(num, os.getpid(), rank, local_rank, _env.hostname(), now)
+            if self.config and existing:
+                self._run_num = num
+                self._save_config(shard)
+        finally:
+            shard.close()
+        self._run_num = num
+        path = self._shard_path
+        self._writer = PointWriter(lambda: store.Shard(path), num, proc,
+                                   heartbeat=not self.attached,
+                                   on_first_flush=None if self.attached else self._record_system)
+        self.queue = self._writer.queue
+        if system_monitor and not self.attached:
+            from .monitoring import get_run_system_monitor
+
+            self._monitor = get_run_system_monitor(self.id, self.project, _run=self)
+            self._monitor.start()
+
+    def _check_attach(self, existing: list[dict[str, Any]]) -> None:
+        if not existing:
+            self._warn("attach", f"tracklab: run {self.id} (from {_env.ENV_RUN_ID}) is not in "
+                       f"{self.dir}; created it and logging there")
+            return
+        from .runs import resolve_status
+
+        status = resolve_status(existing[0])
+        if status != "running":
+            self._warn("attach", f"tracklab: run {self.id} (from {_env.ENV_RUN_ID}) is "
+                       f"{status}, not running; appending this process's metrics to it anyway")
+
+    def _record_system(self, shard: Any) -> None:
+        from .context import system_info
+        from .store.codec import dumps_exact
+
+        shard.update_run(self._run_num, system=dumps_exact(system_info(self.dir)))
+
+    def _save_config(self, shard: Any = None) -> None:
+        from . import store
+        from .store.codec import dumps_exact
+
+        if self._run_num is None or self._shard_path is None:
+            return
+        own = shard is None
+        try:
+            shard = shard or store.Shard(self._shard_path)
+            shard.update_run(self._run_num, config=dumps_exact(dict(self.config)))
+        except StoreError as exc:
+            self._warn("config", f"tracklab: could not save config ({exc})")
+        finally:
+            if own and shard is not None:
+                shard.close()
+
+    # -- logging ---------------------------------------------------------------------------------
+
+    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+        """Record training metrics. Never blocks on disk and never raises for a bad value.
+
+        Args:
+            data: metric name -> number (int, float, bool, numpy or torch scalar). Nested dicts are
+                flattened with dots (``{"train": {"loss": x}}`` -> ``train.loss``).
+            step: the step of these values; by default one past this process's previous step.
+        """
+        if self._closed:
+            if not self._forked:
+                self._warn("closed", "tracklab: log() after finish() is ignored")
+            return
+        try:
+            vals = tuple(data.values())
+        except AttributeError:
+            self._warn("type", f"tracklab: log() takes a dict of metrics, not "
+                       f"{type(data).__name__}; ignored")
+            return
+        if not _PLAIN.issuperset(map(type, vals)):
+            data = self._clean(data)
+            vals = tuple(data.values())
+        if step is None or type(step) is not int or step < 0:
+            step = self._step if step is None else self._clean_step(step)
+        self._step = step + 1
+        q = self.queue
+        q.append((step, _time(), tuple(data), vals))
+        if len(q) >= 50_000:
+            self._writer.wake()
+
+    def _clean(self, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            name = f"{prefix}{k}"
+            t = type(v)
+            if t in _PLAIN:
+                out[name] = v
+            elif isinstance(v, Mapping):
+                out.update(self._clean(v, f"{name}."))
+            else:
+                num = _to_number(v)
+                if num is None:
+                    self._warn(f"value:{name}", f"tracklab: {name!r} = {_short(v)} is not a "
+                               "number; dropped (the call's other values are kept)")
+                else:
+                    out[name] = num
+        return out
+
+    def _clean_step(self, step: Any) -> int:
+        import operator
+
+        try:
+            s = operator.index(step)
+            if s >= 0:
+                return s
+        except TypeError:
+            pass
+        self._warn("step", f"tracklab: step {_short(step)} is not a non-negative integer; "
+                   "using the next step instead")
+        return self._step
+
+    def _warn(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            warnings.warn(message, TracklabWarning, stacklevel=4)
+
+    # -- ending ----------------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write every logged point now. False when the store did not keep up within timeout."""
+        if self._writer is None or self._forked:
+            return True
+        return bool(self._writer.flush(timeout))
+
+    def finish(self, exit_code: int | None = None) -> None:
+        """Flush and close the run (idempotent, bounded to about 2 s plus one interval).
+
+        A run this process created gets status ``finished`` (``failed`` after an uncaught
+        exception or a non-zero ``exit_code``); an attached run's status is the wrapper's to set.
+        """
+        global _current
+        with _lock:
+            if self._closed and self._writer is None:
+                return
+            self._closed = True
+            if self in _live:
+                _live.remove(self)
+            if _current is self:
+                _current = None
+        if self._forked:
+            return
+        if self._monitor is not None:
+            from .monitoring import cleanup_run_monitor
+
+            cleanup_run_monitor(self.id, self.project)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close(timeout=2.0)
+        if not self.attached and self._run_num is not None:
+            failed = bool(_exception) or bool(exit_code)
+            self._set_final("failed" if failed else "finished",
+                            1 if failed and exit_code is None else (exit_code or 0))
+
+    def _set_final(self, status: str, exit_code: int) -> None:
+        from . import store
+        from .store.codec import dumps_exact
+
+        assert self._shard_path is not None and self._run_num is not None
+        try:
+            shard = store.Shard(self._shard_path)
+            try:
+                fields: dict[str, Any] = {"status": status, "exit_code": exit_code,
+                                          "ended_at": _time()}
+                if self.summary:
+                    fields["summary"] = dumps_exact({"user": self.summary})
+                shard.update_run(self._run_num, **fields)
+            finally:
+                shard.close()
+        except StoreError as exc:
+            log.warning("tracklab: could not record the run's end (%s)", exc)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.finish(exit_code=1 if exc_type is not None else None)
+
+    def __repr__(self) -> str:
+        return f"<tracklab.Run {self.id} {self.name!r} project={self.project!r}>"
+
+
+class _DisabledRun(Run):
+    """What ``init()`` returns under ``TRACKLAB_MODE=disabled``: every method does nothing."""
+
+    def __init__(self, project: str | None = None, name: str | None = None,
+                 config: Any = None, **_: Any) -> None:
+        from .ids import new_run_id
+
+        self.id = new_run_id()
+        self.project = project or "default"
+        self.name = name or self.id
+        self.config = Config.__new__(Config)
+        dict.__init__(self.config, config if isinstance(config, Mapping) else {})
+        self.config._run = self
+        self.summary = {}
+        self.attached = False
+        self._closed = True
+        self._forked = True  # silences the log-after-finish warning
+        self._writer = None
+        self._run_num = None
+        self._shard_path = None
+        self._monitor = None
+
+    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+        return None
+
+    def finish(self, exit_code: int | None = None) -> None:
+        return None
+
+    def _save_config(self, shard: Any = None) -> None:
+        return None
+
+
+def init(project: str | None = None, name: str | None = None, config: Any = None,
+         system_monitor: bool = False, dir: str | None = None) -> Run:
+    """Start a run, or attach to the one ``tracklab run`` started (``$TRACKLAB_RUN_ID``).
+
+    Never raises because of the store: if it cannot be opened, a warning says so and the returned
+    run records nothing. Example::
+
+        run = tracklab.init(project="demo", config={"lr": 1e-3})
+        tracklab.log({"loss": 0.5})
+        run.finish()
+    """
+    global _current
+    if _env.disabled():
+        run: Run = _DisabledRun(project=project, name=name, config=config)
+        _current = run
+        return run
+    if _current is not None:
+        _current.finish()
+    _install_hooks()
+    run = Run(project=project, name=name, config=config, system_monitor=system_monitor, dir=dir)
+    with _lock:
+        _current = run
+        _live.append(run)
+    return run
+
+
+def log(data: Mapping[str, Any], step: int | None = None) -> None:
+    """Log metrics to the current run (see :meth:`Run.log`)."""
+    run = _current
+    if run is None:
+        if _env.disabled():
+            return
+        raise UsageError("Call tracklab.init() before tracklab.log().")
+    run.log(data, step)
+
+
+def finish() -> None:
+    """Finish the current run, if any."""
+    run = _current
+    if run is not None:
+        run.finish()
+
+
+def current_run() -> Run | None:
+    return _current
+
+
+# -- process hooks ---------------------------------------------------------------------------------
+
+_hooks_installed = False
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_at_exit)
+    previous = sys.excepthook
+
+    def hook(tp: Any, value: Any, tb: Any) -> None:
+        _exception.append(value)
+        previous(tp, value, tb)
+
+    sys.excepthook = hook
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork)
+
+
+def _at_exit() -> None:
+    for run in list(_live):
+        run.finish()
+
+
+def _after_fork() -> None:
+    global _current
+    for run in list(_live):
+        run._forked = True
+        run._closed = True
+        run.queue = _Discard()
+    _live.clear()
+
+
+class _Discard(list):  # type: ignore[type-arg]
+    def append(self, item: Any) -> None:
+        return None
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _to_number(v: Any) -> float | int | bool | None:
+    item = getattr(v, "item", None)
+    if callable(item):
+        try:
+            v = item()
+        except (ValueError, RuntimeError, TypeError):
+            return None
+        if type(v) in _PLAIN:
+            return v  # type: ignore[no-any-return]
+    if isinstance(v, (str, bytes, complex)) or v is None:
+        return None
+    import numbers
+
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    return None
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _default_name(run_id: str) -> str:
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    stem = os.path.splitext(script)[0] if script and script != "-c" else "run"
+    return f"{stem}-{run_id[:4]}"
+
+
+def _proc_start() -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except (ImportError, OSError):
+        return None

@@ -1,0 +1,145 @@
+"""Compact, exact encodings for metric values and system snapshots.
+
+Training points are stored one row per ``log()`` call: the keys live once in a ``keysets`` row and
+the values are packed little-endian. All-float rows (the common case) are plain doubles and need no
+format string; rows with ints or bools carry a struct format (``q`` int64, ``?`` bool, ``d``
+double); a row holding an int beyond 64 bits falls back to JSON text, which Python reads back
+exactly. Doubles keep NaN and infinities bit for bit, unlike SQLite's REAL (NaN becomes NULL).
+
+System snapshots are flattened to ``(paths, values)``; the paths live once in a ``layouts`` row
+and the values are compact JSON compressed with zlib, which keeps a full sample well under 1 KB.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from typing import Any
+
+_DOUBLES: dict[int, struct.Struct] = {}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+JSON_FORMAT = "J"
+
+
+def _doubles(n: int) -> struct.Struct:
+    s = _DOUBLES.get(n)
+    if s is None:
+        s = _DOUBLES[n] = struct.Struct(f"<{n}d")
+    return s
+
+
+def encode_values(values: tuple[Any, ...]) -> tuple[str | None, bytes]:
+    """Pack one row of already-validated numbers (float, int, bool). Returns ``(fmt, blob)``."""
+    fmt = []
+    plain = True
+    for v in values:
+        t = type(v)
+        if t is float:
+            fmt.append("d")
+        elif t is bool:
+            fmt.append("?")
+            plain = False
+        elif _INT64_MIN <= v <= _INT64_MAX:
+            fmt.append("q")
+            plain = False
+        else:
+            return JSON_FORMAT, json.dumps(values).encode()
+    if plain:
+        return None, _doubles(len(values)).pack(*values)
+    f = "".join(fmt)
+    return f, struct.pack("<" + f, *values)
+
+
+def decode_values(fmt: str | None, blob: bytes) -> tuple[Any, ...]:
+    if fmt is None:
+        return _doubles(len(blob) // 8).unpack(blob)
+    if fmt == JSON_FORMAT:
+        return tuple(json.loads(blob))
+    return struct.unpack("<" + fmt, blob)
+
+
+def dumps_exact(value: Any) -> str:
+    """JSON that keeps NaN and infinities (Python's json reads ``NaN``/``Infinity`` back)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def loads_exact(text: str | bytes | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def flatten(tree: Any, prefix: str = "") -> tuple[list[str], list[Any]]:
+    """Flatten nested dicts and lists into dotted paths (list items by index)."""
+    paths: list[str] = []
+    values: list[Any] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if not node:
+                paths.append(path + "{}")
+                values.append(None)
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list):
+            if not node:
+                paths.append(path + "[]")
+                values.append(None)
+            for i, v in enumerate(node):
+                walk(v, f"{path}.{i}")
+        else:
+            paths.append(path)
+            values.append(node)
+
+    walk(tree, prefix)
+    return paths, values
+
+
+def unflatten(paths: list[str], values: list[Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten`: numeric path parts become list indices."""
+    root: dict[str, Any] = {}
+    for path, value in zip(paths, values):
+        if path.endswith("{}") or path.endswith("[]"):
+            _set(root, path[:-2].split("."), {} if path.endswith("{}") else [])
+        else:
+            _set(root, path.split("."), value)
+    return root
+
+
+def _set(root: Any, parts: list[str], value: Any) -> None:
+    node = root
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        nxt_is_index = not last and parts[i + 1].isdigit()
+        if isinstance(node, list):
+            idx = int(part)
+            while len(node) <= idx:
+                node.append(None)
+            if last:
+                node[idx] = value
+            else:
+                if node[idx] is None:
+                    node[idx] = [] if nxt_is_index else {}
+                node = node[idx]
+        else:
+            if last:
+                node[part] = value
+            else:
+                if part not in node:
+                    node[part] = [] if nxt_is_index else {}
+                node = node[part]
+
+
+def _round(v: Any) -> Any:
+    # Samples are measurements: two decimals are below every source's resolution.
+    if type(v) is float and math.isfinite(v) and v != int(v):
+        return round(v, 2)
+    return v
+
+
+def encode_sample(values: list[Any]) -> bytes:
+    return zlib.compress(dumps_exact([_round(v) for v in values]).encode(), 6)
+
+
+def decode_sample(blob: bytes) -> list[Any]:
+    return json.loads(zlib.decompress(blob))

@@ -1,0 +1,260 @@
+"""One node's SQLite file: the only place tracklab speaks SQL.
+
+A shard is written by the processes of one node only (the wrapper's sampler, the SDK's writer
+threads of every rank there). WAL lets readers work while they write; ``BEGIN IMMEDIATE`` takes the
+write lock up front so concurrent writers queue on the busy timeout instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..errors import StoreError
+from . import schema
+from .codec import dumps_exact
+
+BUSY_TIMEOUT_S = 10.0
+RUN_COLUMNS = (
+    "num", "id", "name", "project", "status", "exit_code", "signal", "command", "cwd", "host",
+    "node", "owner", "pid", "pid_start", "interval", "started_at", "ended_at", "heartbeat_at",
+    "config", "system", "summary", "tags", "notes",
+)
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 before SQLite does (its -wal/-shm copy that mode)."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+class Shard:
+    """A connection to one shard file. Use one instance per thread."""
+
+    def __init__(self, path: str, *, create: bool = True, readonly: bool = False) -> None:
+        self.path = path
+        self._keysets: dict[tuple[str, ...], int] = {}
+        self._layouts: dict[tuple[str, ...], int] = {}
+        self._lock = threading.Lock()
+        try:
+            if create and not os.path.exists(path):
+                _create_private(path)
+            if readonly:
+                uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+                self.conn = sqlite3.connect(
+                    uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                self.conn = sqlite3.connect(
+                    path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+            version = schema.current_version(self.conn)
+            if version > schema.VERSION:
+                raise StoreError(path, f"written by a newer tracklab (schema {version})")
+            if version < schema.VERSION:
+                if readonly:
+                    if version == 0:
+                        raise StoreError(path, "not a tracklab store")
+                else:
+                    schema.migrate(self.conn)
+        except sqlite3.Error as exc:
+            raise StoreError(path, str(exc)) from None
+        except OSError as exc:
+            raise StoreError(path, exc.strerror or str(exc)) from None
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def _write(self, statements: Iterable[tuple[str, Any]]) -> None:
+        with self._lock:
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    if isinstance(params, list):
+                        c.executemany(sql, params)
+                    else:
+                        c.execute(sql, params)
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def insert_run(self, fields: dict[str, Any]) -> int:
+        cols = [c for c in fields if c in RUN_COLUMNS]
+        sql = (
+            f"INSERT OR IGNORE INTO runs ({', '.join(cols)}) "
+            f"VALUES ({', '.join('?' for _ in cols)})"
+        )
+        self._write([(sql, tuple(fields[c] for c in cols))])
+        num = self.run_num(fields["id"])
+        assert num is not None
+        return num
+
+    def run_num(self, run_id: str) -> int | None:
+        row = self.conn.execute("SELECT num FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def update_run(self, num: int, **fields: Any) -> None:
+        cols = [c for c in fields if c in RUN_COLUMNS and c != "num"]
+        sql = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE num = ?"
+        self._write([(sql, (*(fields[c] for c in cols), num))])
+
+    def add_proc(self, run: int, pid: int, rank: int | None, local_rank: int | None,
+                 host: str, started_at: float) -> int:
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self.conn.execute(
+                    "INSERT INTO procs (run, pid, rank, local_rank, host, started_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (run, pid, rank, local_rank, host, started_at),
+                )
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def run_rows(self, where: str = "", params: tuple[Any, ...] = (), order: str = "started_at DESC",
+                 limit: int | None = None) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        if where:
+            sql += f" WHERE {where}"
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [dict(zip(RUN_COLUMNS, r)) for r in self.conn.execute(sql, params)]
+
+    def find_runs(self, ref: str) -> list[dict[str, Any]]:
+        """Runs whose id equals or starts with ``ref``, or whose name equals it."""
+        esc = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return self.run_rows("id LIKE ? ESCAPE '\\' OR name = ?", (esc + "%", ref))
+
+    def delete_run(self, num: int) -> None:
+        self._write([
+            (f"DELETE FROM {t} WHERE run = ?", (num,))
+            for t in ("points", "metric_stats", "samples", "sample_stats", "procs", "console")
+        ] + [("DELETE FROM runs WHERE num = ?", (num,))])
+
+    # -- training points ----------------------------------------------------------------------------
+
+    def keyset(self, keys: tuple[str, ...]) -> int:
+        num = self._keysets.get(keys)
+        if num is None:
+            num = self._keysets[keys] = self._intern("keysets", "keys", dumps_exact(list(keys)))
+        return num
+
+    def layout(self, paths: tuple[str, ...]) -> int:
+        num = self._layouts.get(paths)
+        if num is None:
+            num = self._layouts[paths] = self._intern("layouts", "paths", dumps_exact(list(paths)))
+        return num
+
+    def _intern(self, table: str, column: str, text: str) -> int:
+        sql_get = f"SELECT num FROM {table} WHERE {column} = ?"
+        row = self.conn.execute(sql_get, (text,)).fetchone()
+        if row is None:
+            self._write([(f"INSERT OR IGNORE INTO {table} ({column}) VALUES (?)", (text,))])
+            row = self.conn.execute(sql_get, (text,)).fetchone()
+        return int(row[0])
+
+    def write_points(self, rows: list[tuple[Any, ...]], stats: list[tuple[Any, ...]],
+                     heartbeat: tuple[float, int] | None = None) -> None:
+        """Insert ``(run, proc, step, time, keyset, fmt, vals)`` rows and replace key stats."""
+        todo: list[tuple[str, Any]] = [(
+            "INSERT INTO points (run, proc, step, time, keyset, fmt, vals) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows,
+        )]
+        if stats:
+            todo.append((
+                "INSERT OR REPLACE INTO metric_stats (run, proc, key, count, nans, min, max, "
+                "sum, last, last_step, last_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", stats,
+            ))
+        if heartbeat:
+            todo.append(("UPDATE runs SET heartbeat_at = ? WHERE num = ?", heartbeat))
+        self._write(todo)
+
+    def points(self, run: int) -> Iterator[tuple[Any, ...]]:
+        """``(proc, step, time, keys_json, fmt, vals)`` in insertion order."""
+        return self.conn.execute(
+            "SELECT p.proc, p.step, p.time, k.keys, p.fmt, p.vals FROM points p "
+            "JOIN keysets k ON k.num = p.keyset WHERE p.run = ? ORDER BY p.rowid", (run,),
+        )
+
+    def metric_stats(self, run: int) -> list[tuple[Any, ...]]:
+        return self.conn.execute(
+            "SELECT proc, key, count, nans, min, max, sum, last, last_step, last_time "
+            "FROM metric_stats WHERE run = ?", (run,),
+        ).fetchall()
+
+    def procs(self, run: int) -> dict[int, tuple[int, int | None, int | None]]:
+        rows = self.conn.execute(
+            "SELECT num, pid, rank, local_rank FROM procs WHERE run = ?", (run,)
+        )
+        return {num: (pid, rank, lrank) for num, pid, rank, lrank in rows}
+
+    # -- system samples -------------------------------------------------------------------------
+
+    def write_sample(self, run: int, time: float, layout: int, blob: bytes, pid: int,
+                     count: int, stats: str, heartbeat: bool) -> None:
+        todo: list[tuple[str, Any]] = [
+            ("INSERT INTO samples (run, time, layout, data) VALUES (?, ?, ?, ?)",
+             (run, time, layout, blob)),
+            ("INSERT OR REPLACE INTO sample_stats (run, pid, count, stats) VALUES (?, ?, ?, ?)",
+             (run, pid, count, stats)),
+        ]
+        if heartbeat:
+            todo.append(("UPDATE runs SET heartbeat_at = ? WHERE num = ?", (time, run)))
+        self._write(todo)
+
+    def samples(self, run: int, since: float | None = None) -> Iterator[tuple[Any, ...]]:
+        """``(time, paths_json, data)`` in time order."""
+        sql = ("SELECT s.time, l.paths, s.data FROM samples s JOIN layouts l ON l.num = s.layout "
+               "WHERE s.run = ?")
+        params: tuple[Any, ...] = (run,)
+        if since is not None:
+            sql += " AND s.time > ?"
+            params = (run, since)
+        return self.conn.execute(sql + " ORDER BY s.time", params)
+
+    def sample_stats(self, run: int) -> list[tuple[int, int, str]]:
+        return self.conn.execute(
+            "SELECT pid, count, stats FROM sample_stats WHERE run = ?", (run,)
+        ).fetchall()
+
+    def sample_count(self, run: int) -> int:
+        return int(self.conn.execute(
+            "SELECT coalesce(sum(count), 0) FROM sample_stats WHERE run = ?", (run,)
+        ).fetchone()[0])
+
+    # -- console ---------------------------------------------------------------------------------
+
+    def write_console(self, rows: list[tuple[int, float, str, str]]) -> None:
+        self._write([("INSERT INTO console (run, time, stream, line) VALUES (?, ?, ?, ?)", rows)])
+
+    def console(self, run: int, stream: str | None = None, tail: int | None = None,
+                after_rowid: int = 0) -> list[tuple[int, float, str, str]]:
+        sql = "SELECT rowid, time, stream, line FROM console WHERE run = ? AND rowid > ?"
+        params: list[Any] = [run, after_rowid]
+        if stream:
+            sql += " AND stream = ?"
+            params.append(stream)
+        if tail is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY rowid DESC LIMIT {int(tail)})"
+        return self.conn.execute(sql + " ORDER BY rowid", params).fetchall()

@@ -1,0 +1,71 @@
+"""The data behind ``tracklab show``: one plain dict per run, built from running statistics.
+
+Display names and units live here (data), formatting lives in the CLI's renderer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .runs import RunView
+
+# (path, label, unit): unit is "%", "B", "B/s", "1/s", "°C", "W", "J", "MHz" or "" (a count)
+SYSTEM_ROWS: list[tuple[str, str, str]] = [
+    ("cpu.overall", "CPU (all cores)", "%"),
+    ("cpu.loadAverage.0", "load average (1 min)", ""),
+    ("memory.usage", "memory", "%"),
+    ("memory.used", "memory used", "B"),
+    ("memory.swap.used", "swap used", "B"),
+    ("disk.usage", "disk (store's filesystem)", "%"),
+    ("disk.ioRead", "disk read", "B/s"),
+    ("disk.ioWrite", "disk write", "B/s"),
+    ("disk.iops", "disk IOPS", "1/s"),
+    ("network.bytesIn", "network in", "B/s"),
+    ("network.bytesOut", "network out", "B/s"),
+    ("network.connections", "connections", ""),
+    ("process.cpu", "process tree CPU (of one core)", "%"),
+    ("process.rss", "process tree RSS", "B"),
+    ("process.uss", "process tree USS", "B"),
+    ("process.count", "process tree processes", ""),
+    ("process.threads", "process tree threads", ""),
+    ("process.readBytes", "process tree read", "B/s"),
+    ("process.writeBytes", "process tree write", "B/s"),
+    ("process.openFiles", "process tree open files", ""),
+]
+
+GPU_ROWS: list[tuple[str, str, str]] = [
+    ("utilization", "utilization", "%"),
+    ("memory.used", "memory used", "B"),
+    ("memory.percentage", "memory", "%"),
+    ("treeMemory", "memory used by the run", "B"),
+    ("temperature", "temperature", "°C"),
+    ("power", "power", "W"),
+    ("fanSpeed", "fan", "%"),
+    ("clocks.sm", "SM clock", "MHz"),
+    ("energy", "energy", "J"),
+]
+
+
+def summarize(view: RunView) -> dict[str, Any]:
+    """Everything ``show`` prints, as data: info, system rows, per-GPU rows, training metrics."""
+    info = view.info
+    stats = view.system_summary()
+    system = [dict(path=p, label=label, unit=unit, **stats[p])
+              for p, label, unit in SYSTEM_ROWS if p in stats]
+    gpu_ids = sorted({int(p.split(".")[1]) for p in stats if p.startswith("accelerators.")})
+    gpus = []
+    for g in gpu_ids:
+        rows = [dict(path=f"accelerators.{g}.{p}", label=label, unit=unit,
+                     **stats[f"accelerators.{g}.{p}"])
+                for p, label, unit in GPU_ROWS if f"accelerators.{g}.{p}" in stats]
+        gpus.append({"id": g, "rows": rows})
+    names = {g.get("id"): g.get("name") for g in (info.get("system") or {}).get("gpus", [])}
+    for g in gpus:
+        g["name"] = names.get(g["id"])
+    return {
+        "info": info,
+        "samples": view.sample_count(),
+        "system": system,
+        "gpus": gpus,
+        "metrics": view.metric_summary(),
+    }

@@ -1,0 +1,202 @@
+"""The background writer behind ``log()``: the training thread only appends to a deque.
+
+Every ``FLUSH_EVERY_S`` (or sooner when the queue is long, or on ``flush()``) the writer drains
+the queue, validates key names once per distinct key set, packs each row, keeps per-key running
+statistics and writes it all in one transaction. Store failures warn once and drop: they never
+reach the training loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .errors import StoreError
+from .store import Shard
+from .store.codec import dumps_exact, encode_values
+
+log = logging.getLogger("tracklab.writer")
+
+FLUSH_EVERY_S = 1.0
+MAX_KEY_LENGTH = 256
+MAX_KEYS_PER_RUN = 10_000
+WAKE_AT = 50_000          # queued rows that wake the writer early
+MAX_QUEUED = 2_000_000    # beyond this (writer stuck), rows are dropped with a warning
+CHUNK = 20_000
+
+
+class PointWriter:
+    def __init__(self, connect: Callable[[], Shard], run_num: int, proc_num: int,
+                 heartbeat: bool = False, on_first_flush: Callable[[Shard], None] | None = None
+                 ) -> None:
+        self.queue: deque[tuple[int, float, tuple[Any, ...], tuple[Any, ...]]] = deque()
+        self.run_num = run_num
+        self.proc_num = proc_num
+        self.written = 0
+        self.dropped = 0
+        self._connect = connect
+        self._heartbeat = heartbeat
+        self._on_first_flush = on_first_flush
+        self._wake = threading.Event()
+        self._stopping = False
+        self._acks: list[threading.Event] = []
+        self._keysets: dict[tuple[Any, ...], tuple[int, list[int] | None] | None] = {}
+        self._keys_seen: set[str] = set()
+        self._stats: dict[str, list[Any]] = {}
+        self._warned: set[str] = set()
+        self._thread = threading.Thread(target=self._loop, name="tracklab-writer", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write everything queued so far. False if that took longer than ``timeout``."""
+        if not self._thread.is_alive():
+            return not self.queue
+        ack = threading.Event()
+        self._acks.append(ack)
+        self._wake.set()
+        return ack.wait(timeout)
+
+    def close(self, timeout: float = 2.0) -> bool:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- the thread -------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        shard: Shard | None = None
+        try:
+            shard = self._connect()
+        except (StoreError, sqlite3.Error, OSError) as exc:
+            self._warn_once("store", f"tracklab: cannot open the run store ({exc}); metrics are "
+                            "dropped, training goes on")
+        if shard is not None and self._on_first_flush:
+            try:
+                self._on_first_flush(shard)
+            except Exception:  # noqa: BLE001 - describing the machine is optional; logging is not
+                log.warning("tracklab: could not record system information", exc_info=True)
+        while True:
+            self._wake.wait(FLUSH_EVERY_S)
+            self._wake.clear()
+            acks, self._acks = self._acks, []
+            self._drain(shard)
+            for ack in acks:
+                ack.set()
+            if self._stopping:
+                self._drain(shard)
+                break
+        if shard is not None:
+            shard.close()
+
+    def _drain(self, shard: Shard | None) -> None:
+        q = self.queue
+        while q:
+            n = min(len(q), CHUNK)
+            items = [q.popleft() for _ in range(n)]
+            if shard is None:
+                self.dropped += n
+                continue
+            rows, touched = self._rows(shard, items)
+            if not rows and not self._heartbeat:
+                continue
+            stats = [self._stat_row(k) for k in touched]
+            try:
+                shard.write_points(rows, stats,
+                                   (time.time(), self.run_num) if self._heartbeat else None)
+                self.written += len(rows)
+            except (sqlite3.Error, StoreError, OSError) as exc:
+                self.dropped += len(rows)
+                self._warn_once("write", f"tracklab: writing metrics failed ({exc}); dropping "
+                                "them, training goes on")
+        if self._heartbeat and shard is not None and not q:
+            try:
+                shard.update_run(self.run_num, heartbeat_at=time.time())
+            except (sqlite3.Error, StoreError):
+                pass
+
+    def _rows(self, shard: Shard, items: list[Any]) -> tuple[list[tuple[Any, ...]], set[str]]:
+        rows = []
+        touched: set[str] = set()
+        stats = self._stats
+        run, proc = self.run_num, self.proc_num
+        for step, t, keys, vals in items:
+            ks = self._keysets.get(keys, False)
+            if ks is False:
+                ks = self._keysets[keys] = self._keyset(shard, keys)
+            if ks is None:
+                continue
+            num, keep = ks
+            if keep is not None:
+                keys = tuple(keys[i] for i in keep)
+                vals = tuple(vals[i] for i in keep)
+            fmt, blob = encode_values(vals)
+            rows.append((run, proc, step, t, num, fmt, blob))
+            for k, v in zip(keys, vals):
+                touched.add(k)
+                s = stats.get(k)
+                if s is None:
+                    s = stats[k] = [0, 0, None, None, 0.0, None, None, None]
+                s[0] += 1
+                s[5], s[6], s[7] = v, step, t
+                if type(v) is float:
+                    if v != v:
+                        s[1] += 1
+                        continue
+                else:
+                    try:
+                        v = float(v)
+                    except OverflowError:
+                        v = math.inf if v > 0 else -math.inf
+                if s[2] is None or v < s[2]:
+                    s[2] = v
+                if s[3] is None or v > s[3]:
+                    s[3] = v
+                s[4] += v
+        return rows, touched
+
+    def _stat_row(self, key: str) -> tuple[Any, ...]:
+        c, nans, lo, hi, total, last, last_step, last_time = self._stats[key]
+        return (self.run_num, self.proc_num, key, c, nans, lo, hi,
+                total if math.isfinite(total) else None, dumps_exact(last), last_step, last_time)
+
+    def _keyset(self, shard: Shard, keys: tuple[Any, ...]) -> tuple[int, list[int] | None] | None:
+        keep = []
+        for i, k in enumerate(keys):
+            if not isinstance(k, str) or not k:
+                self._warn_once(f"name:{k!r}", f"tracklab: metric name {k!r} is not a non-empty "
+                                "string; value dropped")
+            elif len(k) > MAX_KEY_LENGTH:
+                self._warn_once(f"long:{k[:40]}", f"tracklab: metric name {k[:40]!r}... is "
+                                f"longer than {MAX_KEY_LENGTH} characters; value dropped")
+            elif k not in self._keys_seen and len(self._keys_seen) >= MAX_KEYS_PER_RUN:
+                self._warn_once("too-many", f"tracklab: more than {MAX_KEYS_PER_RUN} distinct "
+                                f"metric names in this run; new names such as {k!r} are dropped")
+            else:
+                self._keys_seen.add(k)
+                keep.append(i)
+        if not keep:
+            return None
+        kept = tuple(keys[i] for i in keep)
+        try:
+            num = shard.keyset(kept)
+        except (sqlite3.Error, StoreError) as exc:
+            self._warn_once("write", f"tracklab: writing metrics failed ({exc}); dropping them")
+            return None
+        return num, (None if len(keep) == len(keys) else keep)
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            # logging, not warnings: this runs in the writer thread, where a warning filter set
+            # to "error" would kill the thread. Unconfigured logging still prints WARNING.
+            log.warning(message)

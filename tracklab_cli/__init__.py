@@ -1,0 +1,1 @@
+"""The ``tracklab`` command line: parse, call one library function, render, exit."""
