@@ -104,7 +104,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             on_start(run_id, record.shard_path)
         oom_before = _oom_kills(child.pid)
         sampler = record.start_sampler(child.pid, opts.interval)
-        killed, requested, sig_seen = _supervise(child, opts.kill_after)
+        killed, requested, _seen = _supervise(child, opts.kill_after)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     rc = child.returncode

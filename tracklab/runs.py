@@ -152,7 +152,7 @@ class RunView:
                 paths = layouts.get(paths_json)
                 if paths is None:
                     paths = layouts[paths_json] = json.loads(paths_json)
-                snap = {"nodeId": row["node"], "timestamp": int(round(t * 1000))}
+                snap = {"nodeId": row["node"], "timestamp": round(t * 1000)}
                 snap.update(unflatten(paths, decode_sample(blob)))
                 out.append(snap)
         out.sort(key=lambda s: s["timestamp"])

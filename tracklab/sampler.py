@@ -51,7 +51,7 @@ class Sampler:
             for sink in list(self.sinks):
                 try:
                     sink(snap)
-                except Exception:  # noqa: BLE001 - a user's callback must not stop sampling
+                except Exception:
                     if id(sink) not in self._failed_sinks:
                         self._failed_sinks.add(id(sink))
                         log.warning("sample callback %r raised; sampling goes on", sink,
@@ -85,7 +85,7 @@ class Sampler:
     def _safe_take(self) -> None:
         try:
             self.take()
-        except Exception:  # noqa: BLE001 - keep sampling whatever one reading did
+        except Exception:
             log.warning("sampling failed; trying again next interval", exc_info=True)
 
     def stop(self, timeout: float = 2.0, final: bool = True) -> bool:

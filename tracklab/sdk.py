@@ -24,7 +24,7 @@ from typing import Any
 from . import _env
 from .errors import StoreError, TracklabWarning, UsageError
 
-log = logging.getLogger("tracklab.sdk")
+logger = logging.getLogger("tracklab.sdk")
 
 _PLAIN = frozenset((float, int, bool))
 _time = time.time
@@ -296,7 +296,7 @@ class Run:
             finally:
                 shard.close()
         except StoreError as exc:
-            log.warning("tracklab: could not record the run's end (%s)", exc)
+            logger.warning("tracklab: could not record the run's end (%s)", exc)
 
     def __enter__(self) -> Run:
         return self

@@ -83,7 +83,7 @@ class PointWriter:
         if shard is not None and self._on_first_flush:
             try:
                 self._on_first_flush(shard)
-            except Exception:  # noqa: BLE001 - describing the machine is optional; logging is not
+            except Exception:
                 log.warning("tracklab: could not record system information", exc_info=True)
         while True:
             self._wake.wait(FLUSH_EVERY_S)

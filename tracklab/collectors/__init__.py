@@ -69,7 +69,7 @@ class SystemCollectors:
         for family in self.families:
             try:
                 self._collector(family)
-            except Exception:  # noqa: BLE001 - reported once by snapshot(); sampling goes on
+            except Exception:
                 log.debug("collector %s could not start", family, exc_info=True)
 
     def gpu(self) -> Any:
@@ -86,7 +86,7 @@ class SystemCollectors:
                     snap[family] = self._collector(family).collect()
                     if family == "process" and snap[family]:
                         tree_pids = set(snap[family].get("pids") or ())
-            except Exception:  # noqa: BLE001 - one broken source must not cost the whole sample
+            except Exception:
                 if family not in self._failed:
                     self._failed.add(family)
                     log.warning("collector %s failed; its values are null", family, exc_info=True)

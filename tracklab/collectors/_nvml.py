@@ -84,6 +84,10 @@ def _text(value: Any) -> str | None:
     return value if value is None else str(value)
 
 
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _errors(lib: ModuleType, names: tuple[str, ...]) -> tuple[type[BaseException], ...]:
     return tuple(getattr(lib, n) for n in names if hasattr(lib, n))
 
@@ -177,7 +181,7 @@ class Nvml:
     def device_count(self) -> int:
         """Number of GPUs NVML sees (0 when it cannot say)."""
         try:
-            return self.read("nvmlDeviceGetCount") or 0
+            return int(self.read("nvmlDeviceGetCount") or 0)
         except GpuLost:
             return 0
 
@@ -215,12 +219,12 @@ class Nvml:
 
     def sm_clock_max(self, handle: Any) -> int | None:
         """Highest SM clock in megahertz (MHz)."""
-        return self.read("nvmlDeviceGetMaxClockInfo", handle, self.lib.NVML_CLOCK_SM)
+        return _int(self.read("nvmlDeviceGetMaxClockInfo", handle, self.lib.NVML_CLOCK_SM))
 
     def mig_mode(self, handle: Any) -> bool | None:
         """Whether MIG mode is on now; ``None`` on GPUs without MIG."""
         modes = self.read("nvmlDeviceGetMigMode", handle)
-        return None if modes is None else modes[0] == self.lib.NVML_DEVICE_MIG_ENABLE
+        return None if modes is None else bool(modes[0] == self.lib.NVML_DEVICE_MIG_ENABLE)
 
     def mig_uuids(self, handle: Any) -> list[str]:
         """UUIDs (``"MIG-..."``) of the MIG devices carved out of this GPU."""
@@ -266,7 +270,7 @@ class Nvml:
 
     def sm_clock(self, handle: Any) -> int | None:
         """Current SM clock in megahertz (MHz)."""
-        return self.read("nvmlDeviceGetClockInfo", handle, self.lib.NVML_CLOCK_SM)
+        return _int(self.read("nvmlDeviceGetClockInfo", handle, self.lib.NVML_CLOCK_SM))
 
     def throttle_reasons(self, handle: Any) -> list[str] | None:
         """Why clocks are held down now, e.g. ``["sw_power_cap"]``; ``[]`` when nothing is."""
@@ -282,12 +286,12 @@ class Nvml:
     def ecc_uncorrected(self, handle: Any) -> int | None:
         """Uncorrected ECC errors since the driver was loaded (volatile count)."""
         lib = self.lib
-        return self.read("nvmlDeviceGetTotalEccErrors", handle,
-                         lib.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, lib.NVML_VOLATILE_ECC)
+        return _int(self.read("nvmlDeviceGetTotalEccErrors", handle,
+                              lib.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, lib.NVML_VOLATILE_ECC))
 
     def pcie_replays(self, handle: Any) -> int | None:
         """PCIe replay counter (link retransmissions)."""
-        return self.read("nvmlDeviceGetPcieReplayCounter", handle)
+        return _int(self.read("nvmlDeviceGetPcieReplayCounter", handle))
 
     def processes(self, handle: Any) -> dict[int, int | None] | None:
         """Compute and graphics processes on the GPU: ``{pid: bytes of device memory}``.

@@ -129,10 +129,13 @@ class GpuCollector:
                  "migMode": g.mig_mode} for g in gpus if not g.lost]
 
     def close(self) -> None:
-        """Shut NVML down (also an ``Nvml`` passed in); later calls report no GPUs. Idempotent."""
-        with self._lock:
-            self._closed = True
-            nvml, self._nvml = self._nvml, None
+        """Shut NVML down (also an ``Nvml`` passed in); later calls report no GPUs. Idempotent.
+
+        It takes no lock and never waits for a reading in flight, so a hung driver cannot hold
+        up the caller's shutdown; such a reading finds NVML closed and returns nulls.
+        """
+        self._closed = self._opened = True  # never (re)opened after this
+        nvml, self._nvml = self._nvml, None
         if nvml is not None:
             nvml.close()
 
@@ -238,7 +241,7 @@ def _processes(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None) -> dict[str, A
     result["attribution"] = "pid"
     result["treeMemory"] = sum(known) if known or not mine else None
     if samples is not None:
-        result["treeUtilization"] = round(sum(p["utilization"] or 0.0 for p in mine), 2)
+        result["treeUtilization"] = round(sum((p["utilization"] or 0.0 for p in mine), 0.0), 2)
     return result
 
 

@@ -1,21 +1,26 @@
 """Process tree: the launched command and every descendant, summed (percent, bytes, bytes/s).
 
 Workers come and go during a run (DataLoader workers, compiler subprocesses), so the tree is
-walked again on every sample. The walk is the expensive part, and it is done the cheapest way the
-machine offers:
+walked again on every sample, which may come every 0.1 s. Cost therefore decides the method:
 
-1. ``/proc/<pid>/task/<tid>/children`` (Linux with ``CONFIG_PROC_CHILDREN``): only the tree's own
-   files are read.
-2. Otherwise, on Linux, a parent map of every process kept up to date from one ``listdir("/proc")``
-   per sample: only processes new since the last sample have their ``stat`` read, and the whole map
-   is read again every ``_RESCAN_S`` seconds.
-3. Elsewhere, ``psutil.Process(root).children(recursive=True)``.
+Walk. ``/proc/<pid>/task/<tid>/children`` (Linux, ``CONFIG_PROC_CHILDREN``) reads only the tree's
+own files, one per thread, since a child's parent is the thread that forked it. A training
+process often runs dozens of threads, so past ``_MAX_WALK_THREADS`` threads in the tree the walk
+switches to a :class:`ParentMap` of every process on the machine, kept current from one
+``listdir("/proc")`` per sample. Without ``/proc``: ``psutil.Process.children(recursive=True)``.
+
+Read. On Linux one ``/proc/<pid>/stat`` gives CPU time, threads, RSS, state and start time (the
+pid's identity: a reused pid starts at another time), then ``io`` and the size of ``fd``: three
+reads where psutil's getters take five (measured: 50 us against 150 us a process on a slow VM).
+psutil, inside ``oneshot()``, reads USS everywhere and everything on other systems.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +28,30 @@ import psutil
 
 _USS_EVERY_S = 5.0  # smaps costs milliseconds on big processes; USS moves slowly
 _USS_REFRESH_PER_SAMPLE = 2  # spread refreshes so a tree of big workers never spikes one sample
-_RESCAN_S = 10.0  # full re-read of the parent map: repairs a pid reused between two listdirs
-_VERIFY_S = 2.0  # how often a cached psutil.Process is checked against pid reuse
+_MAX_WALK_THREADS = 64  # above this many threads in the tree, the parent map is cheaper
+_RESCAN_S = 30.0  # full re-read of the parent map: repairs a pid reused between two listdirs
+_VERIFY_S = 2.0  # psutil path: how often a cached Process is checked against pid reuse
 _BTIME_SLACK_S = 1.0  # psutil's create_time rests on /proc/stat btime, which is whole seconds
 
 _Gone = (psutil.NoSuchProcess, psutil.AccessDenied)  # ZombieProcess is a NoSuchProcess
+_HAS_PROC = sys.platform.startswith("linux") and os.path.isfile(f"/proc/{os.getpid()}/stat")
+_TICK = os.sysconf("SC_CLK_TCK") if _HAS_PROC else 100  # in Hz
+_PAGE = os.sysconf("SC_PAGE_SIZE") if _HAS_PROC else 4096  # in bytes
+# since Linux 6.2 the size of /proc/<pid>/fd is the number of open descriptors
+_FD_SIZE_COUNTS = _HAS_PROC and tuple(
+    int(x) for x in os.uname().release.split(".")[:2] if x.isdigit()) >= (6, 2)
+
+Walk = Callable[[int, "int | None"], list[int]]
+
+
+@dataclass
+class _Reading:
+    cpu: float  # user + system seconds; children_* would re-add reaped workers
+    rss: int  # bytes
+    threads: int
+    io: tuple[int, int] | None  # read_bytes, write_bytes since the process started
+    fds: int | None
+    start: Any  # identity: start time in clock ticks (Linux) or psutil create_time
 
 
 @dataclass
@@ -35,8 +59,9 @@ class _Tracked:
     """What is remembered about one process between samples."""
 
     proc: psutil.Process
-    cpu: float | None = None  # user + system seconds at the last sample
-    io: tuple[int, int] | None = None  # read_bytes, write_bytes at the last sample
+    start: Any = None
+    cpu: float | None = None  # at the last sample
+    io: tuple[int, int] | None = None  # at the last sample
     uss: int | None = None  # bytes, as of uss_at
     uss_at: float | None = None  # monotonic seconds
     verified_at: float = 0.0  # monotonic seconds
@@ -50,20 +75,21 @@ class ProcessTreeCollector:
             root is another process, the calling process (the sampler) and anything it started are
             never counted, even if they sit inside the tree.
 
-    The constructor takes a first, discarded reading so the first :meth:`collect` already reports
+    The constructor takes a first, discarded reading, so the first :meth:`collect` already reports
     CPU and IO rates over a real interval.
     """
 
     def __init__(self, root_pid: int | None = None) -> None:
-        self._self_pid = os.getpid()
-        self.root_pid = self._self_pid if root_pid is None else int(root_pid)
-        self._skip = None if self.root_pid == self._self_pid else self._self_pid
+        me = os.getpid()
+        self.root_pid = me if root_pid is None else int(root_pid)
+        self._skip = None if self.root_pid == me else me
+        self._linux = _HAS_PROC
         self._tracked: dict[int, _Tracked] = {}
         self._last_at: float | None = None  # monotonic seconds of the last sample
         self._last_wall: float | None = None  # epoch seconds of the last sample
-        self._walker = _make_walker()
-        self._has_io = hasattr(psutil.Process, "io_counters")
-        self._has_fds = hasattr(psutil.Process, "num_fds")
+        self._children_files = self._linux and os.path.exists(f"/proc/{me}/task/{me}/children")
+        self._parents: ParentMap | None = None
+        self._threads = 0  # in the tree at the last sample: picks the walk
         self.collect()
 
     def collect(self) -> dict[str, Any] | None:
@@ -74,151 +100,190 @@ class ProcessTreeCollector:
             ``count`` (processes read), ``cpu`` (percent of one core, summed, over the interval
             since the last call), ``rss`` (bytes, summed), ``uss`` (bytes, summed over processes
             whose smaps is readable, each refreshed at most every 5 s; ``None`` if none is),
-            ``threads``, ``readBytes`` and ``writeBytes`` (storage IO, bytes/s; ``None`` when no
-            process's counters are readable), ``openFiles`` (file descriptors; ``None`` when
-            unreadable) and ``pids`` (root first).
+            ``threads``, ``readBytes`` and ``writeBytes`` (storage IO, bytes/s, summed over the
+            processes whose counters are readable; ``None`` if none is, or on the very first
+            reading), ``openFiles`` (file descriptors; ``None`` when unreadable) and ``pids``
+            (root first).
         """
-        now = time.monotonic()
-        wall = time.time()
-        pids = self._walker(self.root_pid, self._skip)
-        if not pids:
-            self._tracked.clear()
-            return None
+        now, wall = time.monotonic(), time.time()
+        pids = self._walk()
         dt = now - self._last_at if self._last_at is not None else None
-        seen: dict[int, _Tracked] = {}
         out: dict[str, Any] = {"pid": self.root_pid, "count": 0, "cpu": 0.0, "rss": 0,
                                "uss": None, "threads": 0, "readBytes": None,
                                "writeBytes": None, "openFiles": None, "pids": []}
+        seen: dict[int, _Tracked] = {}
         uss_budget = _USS_REFRESH_PER_SAMPLE
         for pid in pids:
-            t = self._track(pid, now)
-            new = t is not None and t.cpu is None
-            r = self._read(t, now, allow_uss_refresh=uss_budget > 0) if t is not None else None
-            if r is None:
+            got = self._read(pid, now)
+            if got is None:
                 if pid == self.root_pid:
                     self._tracked.clear()
                     return None
                 continue  # vanished between the walk and the read
-            if r.pop("uss_refreshed") and not new:
-                uss_budget -= 1
+            t, r = got
+            new = t.cpu is None
+            born = new and self._last_wall is not None and self._born_after(t, r, self._last_wall)
+            if t.uss_at is None or (uss_budget > 0 and now - t.uss_at >= _USS_EVERY_S):
+                uss_budget -= 0 if new else 1
+                t.uss, t.uss_at = _uss(t.proc), now
+            _accumulate(out, t, r, dt, born)
             seen[pid] = t
-            born = new and self._last_wall is not None and _born_after(t.proc, self._last_wall)
-            _accumulate(out, r, dt, born)
+        if not seen:
+            self._tracked.clear()
+            return None
         self._tracked = seen
         self._last_at, self._last_wall = now, wall
+        self._threads = out["threads"]
         out["cpu"] = round(out["cpu"], 2)
         for k in ("readBytes", "writeBytes"):
             if out[k] is not None:
                 out[k] = round(out[k], 1)
         return out
 
-    def _track(self, pid: int, now: float) -> _Tracked | None:
+    def _walk(self) -> list[int]:
+        if not self._linux:
+            return walk_psutil(self.root_pid, self._skip)
+        limit = _MAX_WALK_THREADS // (1 if self._parents is None else 2)  # hysteresis
+        if self._children_files and self._threads <= limit:
+            self._parents = None
+            return walk_children_files(self.root_pid, self._skip)
+        if self._parents is None:
+            self._parents = ParentMap()
+        return self._parents.descendants(self.root_pid, self._skip)
+
+    def _read(self, pid: int, now: float) -> tuple[_Tracked, _Reading] | None:
         t = self._tracked.get(pid)
-        if t is not None and now - t.verified_at >= _VERIFY_S:
-            # is_running() compares create_time: a reused pid is a different process
-            t = t if t.proc.is_running() else None
-            if t is not None:
+        if t is not None and not self._linux and now - t.verified_at >= _VERIFY_S:
+            if t.proc.is_running():  # compares create_time: a reused pid is another process
                 t.verified_at = now
+            else:
+                t = None
         if t is None:
             try:
                 t = _Tracked(psutil.Process(pid), verified_at=now)
             except _Gone:
                 return None
-        return t
-
-    def _read(self, t: _Tracked, now: float, allow_uss_refresh: bool) -> dict[str, Any] | None:
-        """One process's counters, and its rates against the last sample; None if it vanished."""
-        p = t.proc
-        r: dict[str, Any] = {"uss_refreshed": False, "io": None, "fds": None}
-        try:
-            with p.oneshot():
-                if p.status() == psutil.STATUS_ZOMBIE:
-                    return None  # exited, not yet reaped: it holds nothing any more
-                ct = p.cpu_times()
-                r["rss"] = p.memory_info().rss
-                r["threads"] = p.num_threads()
-                if self._has_io:
-                    try:
-                        c = p.io_counters()
-                        r["io"] = (c.read_bytes, c.write_bytes)
-                    except psutil.AccessDenied:
-                        pass
-                if self._has_fds:
-                    try:
-                        r["fds"] = p.num_fds()
-                    except psutil.AccessDenied:
-                        pass
-                due = t.uss_at is None or (allow_uss_refresh and now - t.uss_at >= _USS_EVERY_S)
-                if due:
-                    t.uss_at = now
-                    r["uss_refreshed"] = True
-                    try:
-                        t.uss = p.memory_full_info().uss
-                    except (psutil.AccessDenied, AttributeError):
-                        t.uss = None
-        except _Gone:
+        r = read_proc(pid) if self._linux else read_psutil(t.proc)
+        if r is None:
             return None
-        cpu = ct.user + ct.system  # children_* would re-add reaped workers already counted
-        r["cpu"], r["cpu_prev"], t.cpu = cpu, t.cpu, cpu
-        r["io_prev"], t.io = t.io, r["io"]
-        r["uss"] = t.uss
-        r["pid"] = p.pid
-        return r
+        if t.start is not None and r.start != t.start:  # pid reused since the last sample
+            try:
+                t = _Tracked(psutil.Process(pid), verified_at=now)
+            except _Gone:
+                return None
+        t.start = r.start
+        return t, r
+
+    def _born_after(self, t: _Tracked, r: _Reading, wall: float) -> bool:
+        """Whether a newly seen process started after ``wall``, so all its counters are new."""
+        if self._linux:
+            try:
+                up = time.clock_gettime(time.CLOCK_BOOTTIME)  # start times count from boot
+            except (AttributeError, OSError):
+                return False
+            return up - r.start / _TICK <= time.time() - wall
+        return bool(r.start >= wall - _BTIME_SLACK_S)
 
 
-def _born_after(proc: psutil.Process, wall: float) -> bool:
-    """Whether a newly seen process started after the last sample, so all its counters are new."""
-    try:
-        return proc.create_time() >= wall - _BTIME_SLACK_S
-    except _Gone:
-        return False
-
-
-def _accumulate(out: dict[str, Any], r: dict[str, Any], dt: float | None, born: bool) -> None:
+def _accumulate(out: dict[str, Any], t: _Tracked, r: _Reading, dt: float | None,
+                born: bool) -> None:
     out["count"] += 1
-    out["pids"].append(r["pid"])
-    out["rss"] += r["rss"]
-    out["threads"] += r["threads"]
-    if r["uss"] is not None:
-        out["uss"] = (out["uss"] or 0) + r["uss"]
-    if r["fds"] is not None:
-        out["openFiles"] = (out["openFiles"] or 0) + r["fds"]
+    out["pids"].append(t.proc.pid)
+    out["rss"] += r.rss
+    out["threads"] += r.threads
+    if t.uss is not None:
+        out["uss"] = (out["uss"] or 0) + t.uss
+    if r.fds is not None:
+        out["openFiles"] = (out["openFiles"] or 0) + r.fds
+    # A process first seen now contributes nothing (its counters are primed), unless it was born
+    # since the last sample: then everything it has used was used in this interval.
+    cpu_prev = t.cpu if t.cpu is not None else (0.0 if born else None)
+    io_prev = t.io if t.io is not None else ((0, 0) if born else None)
+    t.cpu, t.io = r.cpu, r.io
     if not dt or dt <= 0:
         return
-    # A process first seen now contributes nothing, unless it was born since the last sample:
-    # then everything it has used was used in this interval.
-    cpu_prev = r["cpu_prev"] if r["cpu_prev"] is not None else (0.0 if born else None)
     if cpu_prev is not None:
-        out["cpu"] += max(0.0, r["cpu"] - cpu_prev) / dt * 100.0
-    io, io_prev = r["io"], r["io_prev"]
-    if io is not None and io_prev is None and born:
-        io_prev = (0, 0)
-    if io is not None:
+        out["cpu"] += max(0.0, r.cpu - cpu_prev) / dt * 100.0
+    if r.io is not None:
         out["readBytes"] = out["readBytes"] or 0.0
         out["writeBytes"] = out["writeBytes"] or 0.0
         if io_prev is not None:
-            out["readBytes"] += max(0, io[0] - io_prev[0]) / dt
-            out["writeBytes"] += max(0, io[1] - io_prev[1]) / dt
+            out["readBytes"] += max(0, r.io[0] - io_prev[0]) / dt
+            out["writeBytes"] += max(0, r.io[1] - io_prev[1]) / dt
 
 
-# --- tree walks -------------------------------------------------------------------------------
+# --- reading one process ----------------------------------------------------------------------
 
 
-def _make_walker(proc_root: str = "/proc") -> Any:
-    """The cheapest walk this machine offers: ``walk(root, skip) -> [root, *descendants] | []``."""
-    me = os.getpid()
-    if os.path.exists(f"{proc_root}/{me}/task/{me}/children"):
-        return lambda root, skip: walk_children_files(root, skip, proc_root)
-    if os.path.isfile(f"{proc_root}/{me}/stat"):
-        return ParentMap(proc_root).descendants
-    return _walk_psutil
+def read_proc(pid: int, proc_root: str = "/proc") -> _Reading | None:
+    """One process from ``<proc_root>/<pid>/{stat,io,fd}``; ``None`` if gone or a zombie."""
+    base = f"{proc_root}/{pid}"
+    try:
+        with open(f"{base}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # the command name may hold spaces and parentheses: fields start after the last ")"
+    fields = data[data.rfind(b")") + 2:].split()
+    if len(fields) < 22 or fields[0] in (b"Z", b"X"):
+        return None  # exited (a zombie holds nothing any more)
+    io: tuple[int, int] | None = None
+    try:
+        with open(f"{base}/io", "rb") as f:
+            counters = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+        io = (int(counters[b"read_bytes"]), int(counters[b"write_bytes"]))
+    except (OSError, KeyError, ValueError):
+        pass  # another user's process (EACCES), or a kernel without task IO accounting
+    fds: int | None = None
+    try:
+        fds = os.stat(f"{base}/fd").st_size if _FD_SIZE_COUNTS else 0
+        if not fds:  # older kernels report 0: count the entries
+            fds = len(os.listdir(f"{base}/fd"))
+    except OSError:
+        fds = None
+    return _Reading(cpu=(int(fields[11]) + int(fields[12])) / _TICK, rss=int(fields[21]) * _PAGE,
+                    threads=int(fields[17]), io=io, fds=fds, start=int(fields[19]))
+
+
+def read_psutil(proc: psutil.Process) -> _Reading | None:
+    """One process through psutil (systems without ``/proc``); ``None`` if gone or a zombie."""
+    try:
+        with proc.oneshot():
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            ct = proc.cpu_times()
+            rss = proc.memory_info().rss
+            threads = proc.num_threads()
+            io = fds = None
+            try:
+                c = proc.io_counters()  # absent on macOS: AttributeError
+                io = (c.read_bytes, c.write_bytes)
+            except (psutil.AccessDenied, AttributeError):
+                pass
+            try:
+                fds = proc.num_fds()
+            except (psutil.AccessDenied, AttributeError):
+                pass
+    except _Gone:
+        return None
+    return _Reading(cpu=ct.user + ct.system, rss=rss, threads=threads, io=io, fds=fds,
+                    start=proc.create_time())
+
+
+def _uss(proc: psutil.Process) -> int | None:
+    """Unique set size in bytes (reads smaps: milliseconds for big processes); None if denied."""
+    try:
+        return int(proc.memory_full_info().uss)
+    except (*_Gone, AttributeError):
+        return None
+
+
+# --- walking the tree -------------------------------------------------------------------------
 
 
 def walk_children_files(root: int, skip: int | None = None,
                         proc_root: str = "/proc") -> list[int]:
     """The tree from ``<proc_root>/<pid>/task/<tid>/children`` files, root first.
-
-    Every thread's file is read: a child's parent is the thread that forked it.
 
     Returns:
         ``[]`` when the root is gone; ``skip`` and its descendants are left out.
@@ -252,9 +317,9 @@ def walk_children_files(root: int, skip: int | None = None,
 class ParentMap:
     """Every process's parent, kept current from ``<proc_root>`` with little reading.
 
-    A process's parent changes only when that parent exits; so only processes that are new, and
+    A process's parent changes only when that parent exits, so only processes that are new, and
     children of processes that vanished, have their ``stat`` read. The whole map is read again
-    every ``_RESCAN_S`` seconds, which repairs a pid that was reused between two samples.
+    every ``_RESCAN_S`` seconds, which repairs a pid reused between two samples.
     """
 
     def __init__(self, proc_root: str = "/proc") -> None:
@@ -298,7 +363,6 @@ class ParentMap:
                 data = f.read()
         except OSError:
             return None
-        # the command name may hold spaces and parentheses: fields start after the last ")"
         fields = data[data.rfind(b")") + 2:].split()
         try:
             return int(fields[1])
@@ -306,9 +370,13 @@ class ParentMap:
             return None
 
     def descendants(self, root: int, skip: int | None = None) -> list[int]:
-        """``[root, *descendants]`` breadth first; ``[]`` when the root is gone."""
+        """``[root, *descendants]`` breadth first, without ``skip`` and its descendants.
+
+        Returns:
+            ``[]`` when the root is gone.
+        """
         if not self.refresh():
-            return _walk_psutil(root, skip)
+            return walk_psutil(root, skip)
         if root not in self._ppid:
             return []
         if self._children is None:
@@ -328,16 +396,18 @@ class ParentMap:
         return out
 
 
-def _walk_psutil(root: int, skip: int | None = None) -> list[int]:
+def walk_psutil(root: int, skip: int | None = None) -> list[int]:
+    """The tree through psutil, root first; ``[]`` when the root is gone."""
     try:
         kids = psutil.Process(root).children(recursive=True)
     except _Gone:
         return []
-    if skip is None:
-        return [root, *(k.pid for k in kids)]
-    # leave out the sampler and what it started, as the other walks do
+    pids = [root, *(k.pid for k in kids)]
+    if skip is None or skip not in pids:
+        return pids
+    # the sampler sits inside the tree: leave it and what it started out, as the other walks do
     try:
         skipped = {skip, *(k.pid for k in psutil.Process(skip).children(recursive=True))}
     except _Gone:
         skipped = {skip}
-    return [root, *(k.pid for k in kids if k.pid not in skipped)]
+    return [pid for pid in pids if pid not in skipped]

@@ -6,7 +6,8 @@ import glob
 import os
 import re
 
-from ..errors import StoreError
+from tracklab.errors import StoreError
+
 from .shard import Shard
 
 SHARD_GLOB = "node-*.db"

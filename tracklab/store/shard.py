@@ -13,7 +13,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..errors import StoreError
+from tracklab.errors import StoreError
+
 from . import schema
 from .codec import dumps_exact
 

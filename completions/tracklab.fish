@@ -1,0 +1,1 @@
+complete --command tracklab --no-files --arguments "(env _TRACKLAB_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) tracklab)" --condition "env _TRACKLAB_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) tracklab"

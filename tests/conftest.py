@@ -1,0 +1,60 @@
+"""Shared fixtures: every test gets its own store folder and a clean tracklab environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACKLAB = [sys.executable, "-m", "tracklab_cli"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A fresh ``TRACKLAB_DIR`` per test; no inherited run, node or mode variables."""
+    for name in ("TRACKLAB_RUN_ID", "TRACKLAB_PROJECT", "TRACKLAB_NODE_ID", "TRACKLAB_MODE",
+                 "TRACKLAB_FAKE_NVML", "TRACKLAB_NVML_MODULE", "SLURM_JOB_ID", "SLURM_NODEID",
+                 "SLURM_STEP_ID", "TORCHELASTIC_RUN_ID", "RANK", "LOCAL_RANK", "GROUP_RANK",
+                 "NODE_RANK", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    store = tmp_path / "store"
+    monkeypatch.setenv("TRACKLAB_DIR", str(store))
+    # subprocesses started by tests import this checkout, wherever pytest runs from
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    return store
+
+
+@pytest.fixture(autouse=True)
+def _finish_sdk_state():
+    """Finish any run or monitor a test left open, so tests do not leak into each other."""
+    yield
+    import tracklab.sdk as sdk
+
+    for run in list(sdk._live):
+        run.finish()
+    sdk._current = None
+    sdk._exception.clear()
+    if "tracklab.monitoring" in sys.modules:
+        sys.modules["tracklab.monitoring"]._at_exit()
+
+
+@pytest.fixture
+def store_dir(isolated_env: Path) -> Path:
+    return isolated_env
+
+
+def run_tracklab(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (``python -m tracklab_cli``)."""
+    return subprocess.run([*TRACKLAB, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=kwargs.pop("cwd", None), **kwargs)
+
+
+def write_script(tmp_path: Path, body: str, name: str = "child.py") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
