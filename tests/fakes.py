@@ -33,9 +33,12 @@ from pynvml import (
     NVML_CLOCK_SM,
     NVML_DEVICE_MIG_DISABLE,
     NVML_DEVICE_MIG_ENABLE,
+    NVML_ERROR_FUNCTION_NOT_FOUND,
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_INVALID_ARGUMENT,
+    NVML_ERROR_LIB_RM_VERSION_MISMATCH,
     NVML_ERROR_LIBRARY_NOT_FOUND,
+    NVML_ERROR_NO_PERMISSION,
     NVML_ERROR_NOT_FOUND,
     NVML_ERROR_NOT_SUPPORTED,
     NVML_ERROR_UNINITIALIZED,
@@ -58,12 +61,30 @@ from pynvml import (
 )
 
 __all__ = [
-    "NVML_CLOCK_SM", "NVML_DEVICE_MIG_DISABLE", "NVML_DEVICE_MIG_ENABLE",
-    "NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_TEMPERATURE_GPU", "NVML_VOLATILE_ECC",
-    "SCENARIOS", "NVMLError", "NVMLError_DriverNotLoaded", "NVMLError_FunctionNotFound",
-    "NVMLError_GpuIsLost", "NVMLError_GpuNotFound", "NVMLError_InvalidArgument",
-    "NVMLError_LibraryNotFound", "NVMLError_NoPermission", "NVMLError_NotFound",
-    "NVMLError_NotSupported", "NVMLError_Uninitialized", "base_utilization", "calls", "reset",
+    "NVML_CLOCK_SM",
+    "NVML_DEVICE_MIG_DISABLE",
+    "NVML_DEVICE_MIG_ENABLE",
+    "NVML_ERROR_FUNCTION_NOT_FOUND",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH",
+    "NVML_ERROR_NO_PERMISSION",
+    "NVML_MEMORY_ERROR_TYPE_UNCORRECTED",
+    "NVML_TEMPERATURE_GPU",
+    "NVML_VOLATILE_ECC",
+    "SCENARIOS",
+    "NVMLError",
+    "NVMLError_DriverNotLoaded",
+    "NVMLError_FunctionNotFound",
+    "NVMLError_GpuIsLost",
+    "NVMLError_GpuNotFound",
+    "NVMLError_InvalidArgument",
+    "NVMLError_LibraryNotFound",
+    "NVMLError_NoPermission",
+    "NVMLError_NotFound",
+    "NVMLError_NotSupported",
+    "NVMLError_Uninitialized",
+    "base_utilization",
+    "calls",
+    "reset",
     "use_scenario",
 ]
 
@@ -194,7 +215,7 @@ def _device(handle: Any, call: str) -> _Gpu:
         deadline = time.monotonic() + state.hang_s
         while time.monotonic() < deadline:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    gpu = state.gpus[handle.index]
+    gpu: _Gpu = state.gpus[handle.index]
     if gpu.lost:
         _fail(NVML_ERROR_GPU_IS_LOST)
     if call in state.unsupported:
@@ -347,7 +368,7 @@ def nvmlDeviceGetClockInfo(handle: _Handle, clock: int) -> int:
 
 def nvmlDeviceGetCurrentClocksEventReasons(handle: _Handle) -> int:
     gpu = _device(handle, "nvmlDeviceGetCurrentClocksEventReasons")
-    return nvmlClocksEventReasonSwPowerCap if gpu.index == 1 else nvmlClocksEventReasonNone
+    return int(nvmlClocksEventReasonSwPowerCap if gpu.index == 1 else nvmlClocksEventReasonNone)
 
 
 nvmlDeviceGetCurrentClocksThrottleReasons = nvmlDeviceGetCurrentClocksEventReasons

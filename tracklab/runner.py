@@ -274,7 +274,29 @@ class _Record:
         collectors = SystemCollectors(self.node, disk_path=self.store_dir, root_pid=child_pid)
         sampler = Sampler(collectors, interval, [self.recorder], name="tracklab-wrapper-sampler")
         sampler.start(first=True)
+        import threading
+
+        # Describing the machine reads NVML and /proc: off the main thread, never waited for.
+        threading.Thread(target=self._record_system, args=(collectors,), daemon=True,
+                         name="tracklab-sysinfo").start()
         return sampler
+
+    def _record_system(self, collectors: Any) -> None:
+        from .context import system_info
+        from .store import Shard
+        from .store.codec import dumps_exact
+
+        try:
+            info = system_info(self.store_dir, gpus=collectors.gpu().info())
+            shard = Shard(self.shard_path or "")
+            try:
+                shard.update_run(self.num or 0, system=dumps_exact(info))
+            finally:
+                shard.close()
+        except Exception:  # noqa: BLE001 - optional description; the run goes on without it
+            import logging
+
+            logging.getLogger("tracklab.runner").debug("system info not recorded", exc_info=True)
 
     def peaks(self) -> dict[str, Any]:
         if self.recorder is None:
@@ -290,11 +312,11 @@ class _Record:
                peaks: dict[str, Any]) -> dict[str, Any]:
         if self.num is None or self.shard_path is None:
             return peaks
-        from .store import Shard
+        from .store import FINAL_TIMEOUT_S, Shard
         from .store.codec import dumps_exact
 
         try:
-            shard = Shard(self.shard_path)
+            shard = Shard(self.shard_path, timeout=FINAL_TIMEOUT_S)
             try:
                 shard.update_run(self.num, status=status, exit_code=exit_code, signal=sig,
                                  ended_at=time.time(), summary=dumps_exact({"peaks": peaks}))
@@ -308,6 +330,8 @@ class _Record:
 
 
 def _stem(command: list[str]) -> str:
+    if "-m" in command[:-1]:  # python -m package.module: the module's last part
+        return command[command.index("-m") + 1].rsplit(".", 1)[-1] or "run"
     words = [w for w in command if not w.startswith("-")]
     pick = words[1] if len(words) > 1 and os.path.basename(words[0]).startswith("python") \
         else (words[0] if words else "run")

@@ -78,7 +78,7 @@ class Run:
         self.config = Config(self, to_plain(config) if config is not None else None)
         self._step = 0
         self._closed = False
-        self._forked = False
+        self._noop = False
         self._pid = os.getpid()
         self._warned: set[str] = set()
         self._monitor: Any = None
@@ -92,7 +92,7 @@ class Run:
             warnings.warn(f"tracklab: {exc}; this run records nothing, training goes on",
                           TracklabWarning, stacklevel=3)
             self._closed = True
-            self._offline = True
+            self._noop = True  # warned once above; log() is now a silent no-op
 
     # -- set-up -----------------------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class Run:
             step: the step of these values; by default one past this process's previous step.
         """
         if self._closed:
-            if not self._forked:
+            if not self._noop:
                 self._warn("closed", "tracklab: log() after finish() is ignored")
             return
         try:
@@ -247,7 +247,7 @@ class Run:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write every logged point now. False when the store did not keep up within timeout."""
-        if self._writer is None or self._forked:
+        if self._writer is None or self._noop:
             return True
         return bool(self._writer.flush(timeout))
 
@@ -266,7 +266,7 @@ class Run:
                 _live.remove(self)
             if _current is self:
                 _current = None
-        if self._forked:
+        if self._noop:
             return
         if self._monitor is not None:
             from .monitoring import cleanup_run_monitor
@@ -286,7 +286,7 @@ class Run:
 
         assert self._shard_path is not None and self._run_num is not None
         try:
-            shard = store.Shard(self._shard_path)
+            shard = store.Shard(self._shard_path, timeout=store.FINAL_TIMEOUT_S)
             try:
                 fields: dict[str, Any] = {"status": status, "exit_code": exit_code,
                                           "ended_at": _time()}
@@ -324,7 +324,7 @@ class _DisabledRun(Run):
         self.summary = {}
         self.attached = False
         self._closed = True
-        self._forked = True  # silences the log-after-finish warning
+        self._noop = True  # silences the log-after-finish warning
         self._writer = None
         self._run_num = None
         self._shard_path = None
@@ -417,7 +417,7 @@ def _at_exit() -> None:
 def _after_fork() -> None:
     global _current
     for run in list(_live):
-        run._forked = True
+        run._noop = True
         run._closed = True
         run.queue = _Discard()
     _live.clear()

@@ -8,10 +8,14 @@ missing reading. :class:`SystemCollectors` composes them into the snapshot forma
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from typing import Any
 
 log = logging.getLogger("tracklab.collectors")
+
+GPU_DEADLINE_S = 2.0  # an NVML call that takes longer is treated as hung (GPU off the bus)
 
 
 class SystemCollectors:
@@ -37,6 +41,8 @@ class SystemCollectors:
         self._nvml = nvml
         self._made: dict[str, Any] = {}
         self._failed: set[str] = set()
+        self._gpu_guard: _Deadline | None = None
+        self._gpu_hung = False
 
     def _collector(self, family: str) -> Any:
         c = self._made.get(family)
@@ -81,7 +87,7 @@ class SystemCollectors:
         for family in families or self.families:
             try:
                 if family == "accelerators":
-                    snap[family] = self._collector(family).collect(tree_pids)
+                    snap[family] = self._accelerators(tree_pids)
                 else:
                     snap[family] = self._collector(family).collect()
                     if family == "process" and snap[family]:
@@ -93,8 +99,68 @@ class SystemCollectors:
                 snap[family] = [] if family == "accelerators" else None
         return snap
 
+    def _accelerators(self, tree_pids: set[int] | None) -> list[dict[str, Any]]:
+        """GPU readings, given at most GPU_DEADLINE_S: a hung driver costs one late sample and
+        then the GPU section stays empty, instead of freezing every other metric."""
+        if self._gpu_hung:
+            return []
+        gpu = self._collector("accelerators")
+        if self._nvml is None and not _nvml_possible():
+            return gpu.collect(tree_pids)  # type: ignore[no-any-return]  # no driver: instant
+        if self._gpu_guard is None:
+            self._gpu_guard = _Deadline("tracklab-nvml")
+        ok, value = self._gpu_guard.call(lambda: gpu.collect(tree_pids), GPU_DEADLINE_S)
+        if ok:
+            return value  # type: ignore[no-any-return]
+        self._gpu_hung = True
+        log.warning("NVML did not answer within %.0f s; GPU metrics are off for the rest of "
+                    "this run", GPU_DEADLINE_S)
+        return []
+
     def close(self) -> None:
+        if self._gpu_hung:
+            self._made.pop("accelerators", None)  # its driver call is stuck; don't wait on it
         for c in self._made.values():
             close = getattr(c, "close", None)
             if close:
                 close()
+
+
+def _nvml_possible() -> bool:
+    from ._nvml import ENV_MODULE, driver_present
+
+    return bool(os.environ.get(ENV_MODULE)) or driver_present()
+
+
+class _Deadline:
+    """Runs calls on one daemon worker thread and waits at most a deadline for each."""
+
+    def __init__(self, name: str) -> None:
+        self._lock = threading.Lock()
+        self._job: Any = None
+        self._have_job = threading.Event()
+        self._done = threading.Event()
+        self._result: tuple[bool, Any] = (False, None)
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self._have_job.wait()
+            self._have_job.clear()
+            try:
+                self._result = (True, self._job())
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller, who re-raises
+                self._result = (False, exc)
+            self._done.set()
+
+    def call(self, fn: Any, timeout: float) -> tuple[bool, Any]:
+        with self._lock:
+            self._done.clear()
+            self._job = fn
+            self._have_job.set()
+            if not self._done.wait(timeout):
+                return False, None
+            ok, value = self._result
+            if not ok and isinstance(value, Exception):
+                raise value
+            return ok, value

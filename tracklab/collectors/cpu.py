@@ -14,7 +14,10 @@ _TEMP_EVERY_S = 10.0  # hwmon scans cost milliseconds; temperatures change slowl
 
 class CpuCollector:
     def __init__(self) -> None:
-        psutil.cpu_percent(percpu=True)  # prime: the first reading is meaningless
+        # Usage comes from our own cpu_times() deltas: psutil.cpu_percent() keeps its previous
+        # reading per thread, so priming in one thread and sampling in another (the sampler
+        # thread) made every first sample a zero-length window that read 0 %.
+        self._last = _cpu_times()
         self._primed_at = time.monotonic()
         self._temps: list[float | None] = []
         self._temps_at = -_TEMP_EVERY_S
@@ -28,7 +31,9 @@ class CpuCollector:
             if wait > 0:
                 time.sleep(wait)
             self._primed_at = 0.0
-        per = psutil.cpu_percent(percpu=True)
+        now = _cpu_times()
+        per = [_percent(a, b) for a, b in zip(self._last, now)] if now and self._last else []
+        self._last = now or self._last
         freqs = _freqs(len(per))
         temps = self._temperatures(len(per))
         procs, threads = process_and_thread_counts()
@@ -49,6 +54,27 @@ class CpuCollector:
             self._temps_at = now
             self._temps = _read_temperatures(n) if self._has_sensors else []
         return self._temps if len(self._temps) == n else [None] * n
+
+
+def _cpu_times() -> list[Any]:
+    try:
+        return list(psutil.cpu_times(percpu=True))
+    except (OSError, RuntimeError):
+        return []
+
+
+def _percent(a: Any, b: Any) -> float:
+    """Busy share of one core between two cpu_times() readings, as psutil computes it."""
+    total = _total(b) - _total(a)
+    if total <= 0:
+        return 0.0
+    busy = total - (b.idle - a.idle) - (getattr(b, "iowait", 0) - getattr(a, "iowait", 0))
+    return round(min(100.0, max(0.0, busy / total * 100.0)), 1)
+
+
+def _total(t: Any) -> float:
+    # Linux counts guest time inside user/nice already (psutil and htop subtract it too).
+    return float(sum(t)) - getattr(t, "guest", 0) - getattr(t, "guest_nice", 0)
 
 
 def load_average() -> list[float] | None:

@@ -8,7 +8,7 @@ import re
 
 from tracklab.errors import StoreError
 
-from .shard import Shard
+from .shard import FINAL_TIMEOUT_S, Shard
 
 SHARD_GLOB = "node-*.db"
 
@@ -39,4 +39,4 @@ def shard_paths(store_dir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(glob.escape(store_dir), SHARD_GLOB)))
 
 
-__all__ = ["Shard", "StoreError", "ensure_dir", "open_shard", "shard_name", "shard_paths"]
+__all__ = ["FINAL_TIMEOUT_S", "Shard", "StoreError", "ensure_dir", "open_shard", "shard_name", "shard_paths"]

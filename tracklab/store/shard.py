@@ -19,6 +19,7 @@ from . import schema
 from .codec import dumps_exact
 
 BUSY_TIMEOUT_S = 10.0
+FINAL_TIMEOUT_S = 1.5  # the last status write of a run must not hold up its exit
 RUN_COLUMNS = (
     "num", "id", "name", "project", "status", "exit_code", "signal", "command", "cwd", "host",
     "node", "owner", "pid", "pid_start", "interval", "started_at", "ended_at", "heartbeat_at",
@@ -35,7 +36,8 @@ def _create_private(path: str) -> None:
 class Shard:
     """A connection to one shard file. Use one instance per thread."""
 
-    def __init__(self, path: str, *, create: bool = True, readonly: bool = False) -> None:
+    def __init__(self, path: str, *, create: bool = True, readonly: bool = False,
+                 timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = path
         self._keysets: dict[tuple[str, ...], int] = {}
         self._layouts: dict[tuple[str, ...], int] = {}
@@ -46,12 +48,12 @@ class Shard:
             if readonly:
                 uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
                 self.conn = sqlite3.connect(
-                    uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                    uri, uri=True, timeout=timeout, isolation_level=None,
                     check_same_thread=False,
                 )
             else:
                 self.conn = sqlite3.connect(
-                    path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                    path, timeout=timeout, isolation_level=None, check_same_thread=False
                 )
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
