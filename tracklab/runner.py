@@ -241,6 +241,7 @@ class _Record:
 
     def create(self, opts: RunOptions, project: str, started: float) -> None:
         from . import store
+        from .fleet import measure_clock_offset
         from .ids import new_run_id
         from .store.codec import dumps_exact
 
@@ -256,6 +257,8 @@ class _Record:
                     "started_at": started, "heartbeat_at": started,
                     "config": dumps_exact(opts.config), "tags": dumps_exact(opts.tags),
                     "notes": opts.notes,
+                    # multi-node (issue 9): lines this node's times up with the other nodes'
+                    "clock_offset": measure_clock_offset(self.store_dir),
                 })
                 self.shard_path = shard.path
             finally:

@@ -53,7 +53,14 @@ def _pid_alive(pid: int, started: float | None) -> bool:
 def _open_shards(store_dir: str) -> list[Shard]:
     if not os.path.isdir(store_dir):
         return []
-    return [Shard(p, create=False, readonly=True) for p in shard_paths(store_dir)]
+    shards = []
+    for path in shard_paths(store_dir):
+        shard = Shard(path, create=False, readonly=True)
+        if shard.empty:  # created a moment ago, schema not written yet: nothing to read
+            shard.close()
+        else:
+            shards.append(shard)
+    return shards
 
 
 class RunView:
@@ -102,8 +109,10 @@ class RunView:
         return list(self.iter_metrics(keys))
 
     def iter_metrics(self, keys: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        from .fleet import time_offsets
+
         wanted = set(keys) if keys else None
-        for shard, row in self._parts:
+        for (shard, row), off in zip(self._parts, time_offsets(self._parts)):
             procs = shard.procs(row["num"])
             names: dict[str, list[str]] = {}
             for proc, step, t, keys_json, fmt, blob in shard.points(row["num"]):
@@ -113,7 +122,7 @@ class RunView:
                 pid, rank, _ = procs.get(proc, (None, None, None))
                 for k, v in zip(ks, decode_values(fmt, blob)):
                     if wanted is None or k in wanted:
-                        yield {"step": step, "time": t, "key": k, "value": v, "pid": pid,
+                        yield {"step": step, "time": t + off, "key": k, "value": v, "pid": pid,
                                "rank": rank, "node": row["node"]}
 
     def metric_summary(self) -> dict[str, dict[str, Any]]:
@@ -145,14 +154,17 @@ class RunView:
 
     def samples(self, since: float | None = None) -> list[dict[str, Any]]:
         """System snapshots in the format of API.md §4, oldest first (all nodes)."""
+        from .fleet import time_offsets
+
         out = []
-        for shard, row in self._parts:
+        for (shard, row), off in zip(self._parts, time_offsets(self._parts)):
             layouts: dict[str, list[str]] = {}
-            for t, paths_json, blob in shard.samples(row["num"], since):
+            for t, paths_json, blob in shard.samples(
+                    row["num"], None if since is None else since - off):
                 paths = layouts.get(paths_json)
                 if paths is None:
                     paths = layouts[paths_json] = json.loads(paths_json)
-                snap = {"nodeId": row["node"], "timestamp": round(t * 1000)}
+                snap = {"nodeId": row["node"], "timestamp": round((t + off) * 1000)}
                 snap.update(unflatten(paths, decode_sample(blob)))
                 out.append(snap)
         out.sort(key=lambda s: s["timestamp"])

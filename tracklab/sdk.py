@@ -133,9 +133,12 @@ class Run:
         self._run_num = num
         path = self._shard_path
         self._writer = PointWriter(lambda: store.Shard(path), num, proc,
-                                   heartbeat=not self.attached,
-                                   on_first_flush=None if self.attached else self._record_system)
+                                   heartbeat=not self.attached)
         self.queue = self._writer.queue
+        if not self.attached:
+            # Describing the machine reads NVML, which can hang: its own thread, never waited on.
+            threading.Thread(target=self._record_system, name="tracklab-sysinfo",
+                             daemon=True).start()
         if system_monitor and not self.attached:
             from .monitoring import get_run_system_monitor
 
@@ -154,11 +157,20 @@ class Run:
             self._warn("attach", f"tracklab: run {self.id} (from {_env.ENV_RUN_ID}) is "
                        f"{status}, not running; appending this process's metrics to it anyway")
 
-    def _record_system(self, shard: Any) -> None:
+    def _record_system(self) -> None:
+        from . import store
         from .context import system_info
         from .store.codec import dumps_exact
 
-        shard.update_run(self._run_num, system=dumps_exact(system_info(self.dir)))
+        try:
+            info = dumps_exact(system_info(self.dir))
+            shard = store.Shard(self._shard_path or "")
+            try:
+                shard.update_run(self._run_num, system=info)
+            finally:
+                shard.close()
+        except Exception:  # noqa: BLE001 - an optional description; the run goes on without it
+            logger.debug("system information not recorded", exc_info=True)
 
     def _save_config(self, shard: Any = None) -> None:
         from . import store

@@ -33,8 +33,7 @@ CHUNK = 20_000
 
 class PointWriter:
     def __init__(self, connect: Callable[[], Shard], run_num: int, proc_num: int,
-                 heartbeat: bool = False, on_first_flush: Callable[[Shard], None] | None = None
-                 ) -> None:
+                 heartbeat: bool = False) -> None:
         self.queue: deque[tuple[int, float, tuple[Any, ...], tuple[Any, ...]]] = deque()
         self.run_num = run_num
         self.proc_num = proc_num
@@ -42,7 +41,6 @@ class PointWriter:
         self.dropped = 0
         self._connect = connect
         self._heartbeat = heartbeat
-        self._on_first_flush = on_first_flush
         self._wake = threading.Event()
         self._stopping = False
         self._acks: list[threading.Event] = []
@@ -66,10 +64,23 @@ class PointWriter:
         return ack.wait(timeout)
 
     def close(self, timeout: float = 2.0) -> bool:
+        """Write what is queued and stop. Waits as long as the writer makes progress, but gives
+        up after ``timeout`` seconds without any (a hung disk): bounded, and nothing is lost
+        while the store is merely slow."""
         self._stopping = True
         self._wake.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        last = (self.written, self.dropped, len(self.queue))
+        idle_since = time.monotonic()
+        while self._thread.is_alive():
+            self._thread.join(0.1)
+            now = (self.written, self.dropped, len(self.queue))
+            if now != last:
+                last, idle_since = now, time.monotonic()
+            elif time.monotonic() - idle_since > timeout:
+                log.warning("tracklab: the store did not respond within %.1f s; metrics not yet "
+                            "written are dropped", timeout)
+                return False
+        return True
 
     # -- the thread -------------------------------------------------------------------------------
 
@@ -80,11 +91,6 @@ class PointWriter:
         except (StoreError, sqlite3.Error, OSError) as exc:
             self._warn_once("store", f"tracklab: cannot open the run store ({exc}); metrics are "
                             "dropped, training goes on")
-        if shard is not None and self._on_first_flush:
-            try:
-                self._on_first_flush(shard)
-            except Exception:
-                log.warning("tracklab: could not record system information", exc_info=True)
         while True:
             self._wake.wait(FLUSH_EVERY_S)
             self._wake.clear()

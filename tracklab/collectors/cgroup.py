@@ -31,12 +31,12 @@ def read_limits(pid: int | str = "self", proc_root: str = "/proc",
             v1: a folder of controller mounts such as ``memory/`` and ``cpu,cpuacct/``).
 
     Returns:
-        ``version`` (1, 2, or ``None`` when no cgroup is readable), ``path`` (the folder the
-        memory figures were read from), ``memoryLimit`` (bytes; ``None`` when unlimited: v2
-        ``max``, v1 values of 2**62 bytes and more), ``memoryUsage`` (bytes), ``cpuQuota`` (cores:
-        quota / period; ``None`` when unlimited: v2 ``max``, v1 ``-1``) and ``oomKills`` (processes
-        the kernel killed at the limit since the cgroup was created; v2 counts its descendants
-        too). Any figure that cannot be read is ``None``; nothing is raised.
+        ``version`` (1, 2, or ``None`` when no cgroup is readable), ``path`` (the cgroup's
+        folder that was found; for v1 the memory controller's), ``memoryLimit`` (bytes; ``None``
+        when unlimited: v2 ``max``, v1 values of 2**62 bytes and more), ``memoryUsage`` (bytes),
+        ``cpuQuota`` (cores: quota / period; ``None`` when unlimited: v2 ``max``, v1 ``-1``) and
+        ``oomKills`` (processes the kernel killed at the limit since the cgroup was created; v2
+        counts its descendants too). Any figure that cannot be read is ``None``; nothing is raised.
     """
     out: dict[str, Any] = {"version": None, "path": None, "memoryLimit": None,
                            "memoryUsage": None, "cpuQuota": None, "oomKills": None}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +39,6 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if _HAS_PROC else 4096  # in bytes
 # since Linux 6.2 the size of /proc/<pid>/fd is the number of open descriptors
 _FD_SIZE_COUNTS = _HAS_PROC and tuple(
     int(x) for x in os.uname().release.split(".")[:2] if x.isdigit()) >= (6, 2)
-
-Walk = Callable[[int, "int | None"], list[int]]
 
 
 @dataclass
@@ -123,8 +120,10 @@ class ProcessTreeCollector:
             t, r = got
             new = t.cpu is None
             born = new and self._last_wall is not None and self._born_after(t, r, self._last_wall)
-            if t.uss_at is None or (uss_budget > 0 and now - t.uss_at >= _USS_EVERY_S):
-                uss_budget -= 0 if new else 1
+            if t.uss_at is None:  # first sight: always, so the sum is whole from the start
+                t.uss, t.uss_at = _uss(t.proc), now
+            elif uss_budget > 0 and now - t.uss_at >= _USS_EVERY_S:
+                uss_budget -= 1
                 t.uss, t.uss_at = _uss(t.proc), now
             _accumulate(out, t, r, dt, born)
             seen[pid] = t

@@ -63,7 +63,12 @@ def _v2(db: Any) -> None:
     db["console"].create_index(["run", "time"])
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2]
+def _v3_clock_offset(db: Any) -> None:
+    # seconds the shared store's clock is ahead of the node's (tracklab.fleet), null if unknown
+    db["runs"].add_column("clock_offset", float)
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2, _v3_clock_offset]
 VERSION = len(MIGRATIONS)
 
 

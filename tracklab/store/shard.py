@@ -23,7 +23,7 @@ FINAL_TIMEOUT_S = 1.5  # the last status write of a run must not hold up its exi
 RUN_COLUMNS = (
     "num", "id", "name", "project", "status", "exit_code", "signal", "command", "cwd", "host",
     "node", "owner", "pid", "pid_start", "interval", "started_at", "ended_at", "heartbeat_at",
-    "config", "system", "summary", "tags", "notes",
+    "config", "system", "summary", "tags", "notes", "clock_offset",
 )
 
 
@@ -42,6 +42,7 @@ class Shard:
         self._keysets: dict[tuple[str, ...], int] = {}
         self._layouts: dict[tuple[str, ...], int] = {}
         self._lock = threading.Lock()
+        self.empty = False
         try:
             if create and not os.path.exists(path):
                 _create_private(path)
@@ -60,10 +61,10 @@ class Shard:
             version = schema.current_version(self.conn)
             if version > schema.VERSION:
                 raise StoreError(path, f"written by a newer tracklab (schema {version})")
+            self.empty = version == 0
             if version < schema.VERSION:
                 if readonly:
-                    if version == 0:
-                        raise StoreError(path, "not a tracklab store")
+                    pass  # a shard being created right now (or an older one): readers skip it
                 else:
                     schema.migrate(self.conn)
         except sqlite3.Error as exc:
@@ -79,21 +80,27 @@ class Shard:
 
     # -- transactions ---------------------------------------------------------------------------
 
-    def _write(self, statements: Iterable[tuple[str, Any]]) -> None:
+    def _write(self, statements: Iterable[tuple[str, Any]]) -> Any:
+        """Run statements in one write transaction. Raises StoreError (locked, full, corrupt)."""
         with self._lock:
             c = self.conn
-            c.execute("BEGIN IMMEDIATE")
+            cur = None
             try:
-                for sql, params in statements:
-                    if isinstance(params, list):
-                        c.executemany(sql, params)
-                    else:
-                        c.execute(sql, params)
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params in statements:
+                        if isinstance(params, list):
+                            cur = c.executemany(sql, params)
+                        else:
+                            cur = c.execute(sql, params)
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(self.path, str(exc)) from None
+            return cur
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -119,19 +126,11 @@ class Shard:
 
     def add_proc(self, run: int, pid: int, rank: int | None, local_rank: int | None,
                  host: str, started_at: float) -> int:
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self.conn.execute(
-                    "INSERT INTO procs (run, pid, rank, local_rank, host, started_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (run, pid, rank, local_rank, host, started_at),
-                )
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
-        assert cur.lastrowid is not None
+        cur = self._write([(
+            "INSERT INTO procs (run, pid, rank, local_rank, host, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (run, pid, rank, local_rank, host, started_at),
+        )])
+        assert cur is not None and cur.lastrowid is not None
         return cur.lastrowid
 
     def run_rows(self, where: str = "", params: tuple[Any, ...] = (), order: str = "started_at DESC",
