@@ -125,35 +125,6 @@ def test_child_options_after_double_dash_are_not_swallowed(tmp_path: Path) -> No
     assert res.stdout.strip() == "['--interval', '7', '--quiet']"
 
 
-@pytest.mark.parametrize("args", [
-    ["run", "--interval", "0", "--", "true"],
-    ["run", "--interval", "-1", "--", "true"],
-    ["run", "--interval", "abc", "--", "true"],
-    ["run", "--interval", "0.05", "--", "true"],
-    ["run", "--bogus", "--", "true"],
-    ["run"],
-    ["run", "--"],
-    ["ls", "--limit", "0"],
-    ["show"],
-])
-def test_usage_errors_exit_2_with_one_message(args: list[str]) -> None:
-    res = run_tracklab(*args)
-    assert res.returncode == 2
-    assert "Traceback" not in res.stderr and "Error" in res.stderr
-
-
-def test_unknown_and_ambiguous_runs_exit_1(store_dir: Path) -> None:
-    res = run_tracklab("show", "nope")
-    assert res.returncode == 1
-    assert res.stderr.count("\n") == 1 and "no run matches 'nope'" in res.stderr
-    for name in ("aa1", "aa2"):
-        run = tracklab.init(name=name)
-        run.finish()
-    ids = [r["id"] for r in tracklab.list_runs()]
-    res = run_tracklab("show", "")  # the empty prefix matches every run
-    assert res.returncode == 1 and all(i in res.stderr for i in ids)
-
-
 def test_store_is_wal_versioned_and_private(store_dir: Path) -> None:
     run = tracklab.init()
     tracklab.log({"x": 1.0})

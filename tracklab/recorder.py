@@ -53,7 +53,7 @@ class SampleRecorder:
                 self.dropped += 1
                 if not self._warned:
                     self._warned = True
-                    log.warning("tracklab: cannot write system samples (%s); the run goes on "
+                    log.warning("tracklab: warning: cannot write system samples (%s); the run goes on "
                                 "without them", exc)
 
     def _update(self, paths: list[str], values: list[Any]) -> None:

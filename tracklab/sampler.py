@@ -54,7 +54,7 @@ class Sampler:
                 except Exception:
                     if id(sink) not in self._failed_sinks:
                         self._failed_sinks.add(id(sink))
-                        log.warning("sample callback %r raised; sampling goes on", sink,
+                        log.warning("tracklab: warning: sample callback %r raised; sampling goes on", sink,
                                     exc_info=True)
             log.debug("sample %d taken in %.2f ms", self.count, (time.perf_counter() - t0) * 1e3)
         return snap
@@ -86,7 +86,7 @@ class Sampler:
         try:
             self.take()
         except Exception:
-            log.warning("sampling failed; trying again next interval", exc_info=True)
+            log.warning("tracklab: warning: sampling failed; trying again next interval", exc_info=True)
 
     def stop(self, timeout: float = 2.0, final: bool = True) -> bool:
         """Stop the thread, taking one last sample when ``final``. Idempotent.
@@ -102,7 +102,7 @@ class Sampler:
             return True
         thread.join(timeout)
         if thread.is_alive():
-            log.warning("sampler did not stop within %.1f s (a reading hangs); abandoning it",
+            log.warning("tracklab: warning: sampler did not stop within %.1f s (a reading hangs); abandoning it",
                         timeout)
             return False
         self._thread = None

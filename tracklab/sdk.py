@@ -308,7 +308,7 @@ class Run:
             finally:
                 shard.close()
         except StoreError as exc:
-            logger.warning("tracklab: could not record the run's end (%s)", exc)
+            logger.warning("tracklab: warning: could not record the run's end (%s)", exc)
 
     def __enter__(self) -> Run:
         return self

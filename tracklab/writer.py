@@ -77,7 +77,7 @@ class PointWriter:
             if now != last:
                 last, idle_since = now, time.monotonic()
             elif time.monotonic() - idle_since > timeout:
-                log.warning("tracklab: the store did not respond within %.1f s; metrics not yet "
+                log.warning("tracklab: warning: the store did not respond within %.1f s; metrics not yet "
                             "written are dropped", timeout)
                 return False
         return True
@@ -89,7 +89,7 @@ class PointWriter:
         try:
             shard = self._connect()
         except (StoreError, sqlite3.Error, OSError) as exc:
-            self._warn_once("store", f"tracklab: cannot open the run store ({exc}); metrics are "
+            self._warn_once("store", f"tracklab: warning: cannot open the run store ({exc}); metrics are "
                             "dropped, training goes on")
         while True:
             self._wake.wait(FLUSH_EVERY_S)
@@ -122,7 +122,7 @@ class PointWriter:
                 self.written += len(rows)
             except (sqlite3.Error, StoreError, OSError) as exc:
                 self.dropped += len(rows)
-                self._warn_once("write", f"tracklab: writing metrics failed ({exc}); dropping "
+                self._warn_once("write", f"tracklab: warning: writing metrics failed ({exc}); dropping "
                                 "them, training goes on")
         if self._heartbeat and shard is not None and not q:
             try:
@@ -179,13 +179,13 @@ class PointWriter:
         keep = []
         for i, k in enumerate(keys):
             if not isinstance(k, str) or not k:
-                self._warn_once(f"name:{k!r}", f"tracklab: metric name {k!r} is not a non-empty "
+                self._warn_once(f"name:{k!r}", f"tracklab: warning: metric name {k!r} is not a non-empty "
                                 "string; value dropped")
             elif len(k) > MAX_KEY_LENGTH:
-                self._warn_once(f"long:{k[:40]}", f"tracklab: metric name {k[:40]!r}... is "
+                self._warn_once(f"long:{k[:40]}", f"tracklab: warning: metric name {k[:40]!r}... is "
                                 f"longer than {MAX_KEY_LENGTH} characters; value dropped")
             elif k not in self._keys_seen and len(self._keys_seen) >= MAX_KEYS_PER_RUN:
-                self._warn_once("too-many", f"tracklab: more than {MAX_KEYS_PER_RUN} distinct "
+                self._warn_once("too-many", f"tracklab: warning: more than {MAX_KEYS_PER_RUN} distinct "
                                 f"metric names in this run; new names such as {k!r} are dropped")
             else:
                 self._keys_seen.add(k)
@@ -196,7 +196,7 @@ class PointWriter:
         try:
             num = shard.keyset(kept)
         except (sqlite3.Error, StoreError) as exc:
-            self._warn_once("write", f"tracklab: writing metrics failed ({exc}); dropping them")
+            self._warn_once("write", f"tracklab: warning: writing metrics failed ({exc}); dropping them")
             return None
         return num, (None if len(keep) == len(keys) else keep)
 

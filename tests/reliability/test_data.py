@@ -156,7 +156,7 @@ def test_eight_ranks_one_run_sampler_and_reader_lose_nothing(tmp_path: Path) -> 
     reader = threading.Thread(target=read_loop)
     reader.start()
     try:
-        out, err = proc.communicate(timeout=240)
+        _out, err = proc.communicate(timeout=240)
     finally:
         stop.set()
         reader.join()

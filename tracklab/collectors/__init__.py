@@ -95,7 +95,7 @@ class SystemCollectors:
             except Exception:
                 if family not in self._failed:
                     self._failed.add(family)
-                    log.warning("collector %s failed; its values are null", family, exc_info=True)
+                    log.warning("tracklab: warning: collector %s failed; its values are null", family, exc_info=True)
                 snap[family] = [] if family == "accelerators" else None
         return snap
 
@@ -113,7 +113,7 @@ class SystemCollectors:
         if ok:
             return value  # type: ignore[no-any-return]
         self._gpu_hung = True
-        log.warning("NVML did not answer within %.0f s; GPU metrics are off for the rest of "
+        log.warning("tracklab: warning: NVML did not answer within %.0f s; GPU metrics are off for the rest of "
                     "this run", GPU_DEADLINE_S)
         return []
 
