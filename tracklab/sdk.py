@@ -77,6 +77,7 @@ class Run:
         self.summary: dict[str, Any] = {}
         self.config = Config(self, to_plain(config) if config is not None else None)
         self._step = 0
+        self._keys: tuple[Any, ...] = ()
         self._closed = False
         self._noop = False
         self._pid = os.getpid()
@@ -169,7 +170,7 @@ class Run:
                 shard.update_run(self._run_num, system=info)
             finally:
                 shard.close()
-        except Exception:  # noqa: BLE001 - an optional description; the run goes on without it
+        except Exception:
             logger.debug("system information not recorded", exc_info=True)
 
     def _save_config(self, shard: Any = None) -> None:
@@ -214,8 +215,13 @@ class Run:
         if step is None or type(step) is not int or step < 0:
             step = self._step if step is None else self._clean_step(step)
         self._step = step + 1
+        keys = tuple(data)
+        if keys == self._keys:
+            keys = self._keys  # one shared tuple per key set: less memory, less GC traversal
+        else:
+            self._keys = keys
         q = self.queue
-        q.append((step, _time(), tuple(data), vals))
+        q.append((step, _time(), keys, vals))
         if len(q) >= 50_000:
             self._writer.wake()
 

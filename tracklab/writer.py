@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import StoreError
 from .store import Shard
-from .store.codec import dumps_exact, encode_values
+from .store.codec import _doubles, dumps_exact, encode_values
 
 log = logging.getLogger("tracklab.writer")
 
@@ -29,6 +29,8 @@ MAX_KEYS_PER_RUN = 10_000
 WAKE_AT = 50_000          # queued rows that wake the writer early
 MAX_QUEUED = 2_000_000    # beyond this (writer stuck), rows are dropped with a warning
 CHUNK = 20_000
+SLICE = 2_000             # calls packed between two yields of the GIL
+_FLOATS = frozenset((float,))
 
 
 class PointWriter:
@@ -95,7 +97,12 @@ class PointWriter:
             self._wake.wait(FLUSH_EVERY_S)
             self._wake.clear()
             acks, self._acks = self._acks, []
-            self._drain(shard)
+            try:
+                self._drain(shard)
+            except Exception:  # noqa: BLE001 - a bug here must cost metrics, never the training
+                self._warn_once("bug", "tracklab: warning: the metric writer failed; some "
+                                "metrics are lost (please report this)")
+                log.debug("writer failure", exc_info=True)
             for ack in acks:
                 ack.set()
             if self._stopping:
@@ -131,44 +138,69 @@ class PointWriter:
                 pass
 
     def _rows(self, shard: Shard, items: list[Any]) -> tuple[list[tuple[Any, ...]], set[str]]:
-        rows = []
+        """Pack queued calls into rows, and fold their values into the per-key statistics.
+
+        Calls are taken in runs that share a key set (the usual case: the same dict every
+        step), so statistics are computed a column at a time with C-level builtins.
+        """
+        rows: list[tuple[Any, ...]] = []
         touched: set[str] = set()
-        stats = self._stats
         run, proc = self.run_num, self.proc_num
-        for step, t, keys, vals in items:
+        i, n = 0, len(items)
+        while i < n:
+            keys = items[i][2]
+            j = i + 1
+            while j < n and j - i < SLICE and items[j][2] == keys:
+                j += 1
+            group = items[i:j]
+            i = j
             ks = self._keysets.get(keys, False)
             if ks is False:
                 ks = self._keysets[keys] = self._keyset(shard, keys)
             if ks is None:
                 continue
             num, keep = ks
+            vals_list = [it[3] for it in group]
             if keep is not None:
-                keys = tuple(keys[i] for i in keep)
-                vals = tuple(vals[i] for i in keep)
-            fmt, blob = encode_values(vals)
-            rows.append((run, proc, step, t, num, fmt, blob))
-            for k, v in zip(keys, vals):
-                touched.add(k)
-                s = stats.get(k)
-                if s is None:
-                    s = stats[k] = [0, 0, None, None, 0.0, None, None, None]
-                s[0] += 1
-                s[5], s[6], s[7] = v, step, t
-                if type(v) is float:
-                    if v != v:
-                        s[1] += 1
-                        continue
+                keys = tuple(keys[k] for k in keep)
+                vals_list = [tuple(v[k] for k in keep) for v in vals_list]
+            for (step, t, _k, _v), vals in zip(group, vals_list):
+                if _FLOATS.issuperset(map(type, vals)):
+                    rows.append((run, proc, step, t, num, None, _doubles(len(vals)).pack(*vals)))
                 else:
-                    try:
-                        v = float(v)
-                    except OverflowError:
-                        v = math.inf if v > 0 else -math.inf
-                if s[2] is None or v < s[2]:
-                    s[2] = v
-                if s[3] is None or v > s[3]:
-                    s[3] = v
-                s[4] += v
+                    fmt, blob = encode_values(vals)
+                    rows.append((run, proc, step, t, num, fmt, blob))
+            last_step, last_time = group[-1][0], group[-1][1]
+            for key, col in zip(keys, zip(*vals_list)):
+                touched.add(key)
+                self._fold(key, col, last_step, last_time)
+            time.sleep(0)  # let the training thread in: no log() call waits on a long slice
         return rows, touched
+
+    def _fold(self, key: str, col: tuple[Any, ...], last_step: int, last_time: float) -> None:
+        s = self._stats.get(key)
+        if s is None:
+            s = self._stats[key] = [0, 0, None, None, 0.0, None, None, None]
+        s[0] += len(col)
+        s[5], s[6], s[7] = col[-1], last_step, last_time
+        try:
+            total = float(sum(col))
+        except OverflowError:
+            total = math.nan
+        if total != total:  # NaNs present (or inf - inf, or ints beyond float): the slow way
+            clean = [_as_float(v) for v in col]
+            nums = [v for v in clean if v == v]
+            s[1] += len(clean) - len(nums)
+            if not nums:
+                return
+            lo, hi, total = min(nums), max(nums), sum(nums)
+        else:
+            lo, hi = _as_float(min(col)), _as_float(max(col))
+        if s[2] is None or lo < s[2]:
+            s[2] = lo
+        if s[3] is None or hi > s[3]:
+            s[3] = hi
+        s[4] += total
 
     def _stat_row(self, key: str) -> tuple[Any, ...]:
         c, nans, lo, hi, total, last, last_step, last_time = self._stats[key]
@@ -206,3 +238,10 @@ class PointWriter:
             # logging, not warnings: this runs in the writer thread, where a warning filter set
             # to "error" would kill the thread. Unconfigured logging still prints WARNING.
             log.warning(message)
+
+
+def _as_float(v: Any) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
