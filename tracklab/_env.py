@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import socket
 
 ENV_RUN_ID = "TRACKLAB_RUN_ID"
 ENV_PROJECT = "TRACKLAB_PROJECT"
@@ -15,7 +13,7 @@ ENV_MODE = "TRACKLAB_MODE"
 DEFAULT_DIR = ".tracklab"
 
 # Names whose values are secrets wherever they appear (environment or --flag=value).
-_SECRET = re.compile(r"(TOKEN|SECRET|KEY|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
+_SECRET_WORDS = ("TOKEN", "SECRET", "KEY", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
 REDACTED = "***"
 
 
@@ -37,6 +35,8 @@ def node_id(explicit: str | None = None) -> str:
 
 
 def hostname() -> str:
+    import socket  # not at import time: `import tracklab` stays light
+
     return socket.gethostname() or "localhost"
 
 
@@ -46,8 +46,16 @@ def disabled() -> bool:
 
 
 def rank_env() -> tuple[int | None, int | None]:
-    """``(RANK, LOCAL_RANK)`` from the environment, ``None`` where unset or not an integer."""
-    return _int_env("RANK"), _int_env("LOCAL_RANK")
+    """``(RANK, LOCAL_RANK)`` from the environment, ``None`` where unset or not an integer.
+
+    Under ``srun`` without torchrun, SLURM's ``SLURM_PROCID`` / ``SLURM_LOCALID`` stand in.
+    """
+    rank, local = _int_env("RANK"), _int_env("LOCAL_RANK")
+    if rank is None:
+        rank = _int_env("SLURM_PROCID")
+    if local is None:
+        local = _int_env("SLURM_LOCALID")
+    return rank, local
 
 
 def _int_env(name: str) -> int | None:
@@ -58,7 +66,8 @@ def _int_env(name: str) -> int | None:
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(_SECRET.search(name))
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS)
 
 
 def redact_argv(argv: list[str]) -> list[str]:

@@ -12,7 +12,6 @@ not its writer thread or a usable connection, so in the child every ``log()`` is
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import sys
 import threading
@@ -24,7 +23,12 @@ from typing import Any
 from . import _env
 from .errors import StoreError, TracklabWarning, UsageError
 
-logger = logging.getLogger("tracklab.sdk")
+
+def _logger() -> Any:
+    import logging  # on first use only: `import tracklab` stays light
+
+    return logging.getLogger("tracklab.sdk")
+
 
 _PLAIN = frozenset((float, int, bool))
 _time = time.time
@@ -170,8 +174,8 @@ class Run:
                 shard.update_run(self._run_num, system=info)
             finally:
                 shard.close()
-        except Exception:
-            logger.debug("system information not recorded", exc_info=True)
+        except Exception:  # noqa: BLE001 - an optional description; the run goes on without it
+            _logger().debug("system information not recorded", exc_info=True)
 
     def _save_config(self, shard: Any = None) -> None:
         from . import store
@@ -314,7 +318,7 @@ class Run:
             finally:
                 shard.close()
         except StoreError as exc:
-            logger.warning("tracklab: warning: could not record the run's end (%s)", exc)
+            _logger().warning("tracklab: warning: could not record the run's end (%s)", exc)
 
     def __enter__(self) -> Run:
         return self
