@@ -19,7 +19,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in ("TRACKLAB_RUN_ID", "TRACKLAB_PROJECT", "TRACKLAB_NODE_ID", "TRACKLAB_MODE",
                  "TRACKLAB_FAKE_NVML", "TRACKLAB_NVML_MODULE", "SLURM_JOB_ID", "SLURM_NODEID",
                  "SLURM_STEP_ID", "TORCHELASTIC_RUN_ID", "RANK", "LOCAL_RANK", "GROUP_RANK",
-                 "NODE_RANK", "CUDA_VISIBLE_DEVICES"):
+                 "NODE_RANK", "CUDA_VISIBLE_DEVICES", "SLURM_PROCID", "SLURM_LOCALID",
+                 "TRACKLAB_PROMETHEUS_PORT", "TRACKLAB_PROMETHEUS_ADDR"):
         monkeypatch.delenv(name, raising=False)
     store = tmp_path / "store"
     monkeypatch.setenv("TRACKLAB_DIR", str(store))

@@ -40,6 +40,11 @@ class RunOptions:
     tags: list[str] = dataclasses.field(default_factory=list)
     notes: str | None = None
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    prometheus_port: int | None = None  # issue 9: serve /metrics for Prometheus on this port
+    prometheus_addr: str = "0.0.0.0"
+    no_capture: bool = False  # issue 8: console capture (tracklab.capture), on by default
+    capture_limit: int = 10 * 1024 * 1024  # bytes of output stored per run (head + tail)
+    save_diff: bool = False  # issue 8: store the text of `git diff HEAD` in the run context
 
 
 @dataclasses.dataclass
@@ -92,14 +97,26 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
     env = dict(os.environ)
     env.update({_env.ENV_RUN_ID: run_id, _env.ENV_PROJECT: project, _env.ENV_DIR: store_dir,
                 _env.ENV_NODE_ID: node})
+    # issue 8: the child's output is teed into the store (tracklab.capture)
+    from .capture import ConsoleCapture, secret_values
+
+    capture = ConsoleCapture(record.shard_path, record.num, opts.capture_limit,
+                             enabled=not opts.no_capture, secrets=secret_values(opts.command, env))
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
     try:
         try:
-            child = subprocess.Popen(opts.command, env=env, preexec_fn=_child_setup(os.getpid()))
+            child = subprocess.Popen(opts.command, env=env, preexec_fn=_child_setup(os.getpid()),
+                                     **capture.popen_kwargs())
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            capture.stop()
             record.finish("failed", 127 if isinstance(exc, FileNotFoundError) else 126, None,
                           started, {})
             raise
+        capture.start(child)
+        from .context import record_context  # issue 8: git, interpreter, packages, off-thread
+
+        context = record_context(record.shard_path, record.num, opts.command, os.getcwd(), env,
+                                 opts.save_diff)
         if on_start:
             on_start(run_id, record.shard_path)
         oom_before = _oom_kills(child.pid)
@@ -108,10 +125,13 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     rc = child.returncode
+    console = capture.stop(timeout=2.0)  # issue 8: the last lines are stored before the verdict
+    if context is not None:
+        context.join(timeout=2.0)
     if sampler is not None:
         sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
     status, exit_code, sig = _verdict(rc, killed, requested, oom_before)
-    peaks = record.finish(status, exit_code, sig, started, record.peaks())
+    peaks = record.finish(status, exit_code, sig, started, record.peaks(), console)
     return RunResult(run_id, status, exit_code, sig, time.time() - started,
                      record.shard_path, peaks, record.sample_count())
 
@@ -238,8 +258,11 @@ class _Record:
         self.shard_path: str | None = None
         self.num: int | None = None
         self.recorder: Any = None
+        self.prometheus: tuple[Any, ...] = (None, None, None)  # issue 9: (port, addr, project)
+        self.exporter: Any = None
 
     def create(self, opts: RunOptions, project: str, started: float) -> None:
+        self.prometheus = (opts.prometheus_port, opts.prometheus_addr, project)
         from . import store
         from .fleet import measure_clock_offset
         from .ids import new_run_id
@@ -275,7 +298,15 @@ class _Record:
 
         self.recorder = SampleRecorder(self.shard_path, self.num, heartbeat=True)
         collectors = SystemCollectors(self.node, disk_path=self.store_dir, root_pid=child_pid)
-        sampler = Sampler(collectors, interval, [self.recorder], name="tracklab-wrapper-sampler")
+        sinks: list[Any] = [self.recorder]
+        if self.prometheus[0] is not None:  # issue 9: Prometheus exposition
+            from .prometheus import start_for_wrapper
+
+            self.exporter = start_for_wrapper(self.run_id, self.node, *self.prometheus,
+                                              store=(self.shard_path, self.num), warn=self.warn)
+            if self.exporter is not None:
+                sinks.append(self.exporter)
+        sampler = Sampler(collectors, interval, sinks, name="tracklab-wrapper-sampler")
         sampler.start(first=True)
         import threading
 
@@ -296,7 +327,7 @@ class _Record:
                 shard.update_run(self.num or 0, system=dumps_exact(info))
             finally:
                 shard.close()
-        except Exception:  # noqa: BLE001 - optional description; the run goes on without it
+        except Exception:
             import logging
 
             logging.getLogger("tracklab.runner").debug("system info not recorded", exc_info=True)
@@ -312,23 +343,28 @@ class _Record:
         return self.recorder.count if self.recorder is not None else 0
 
     def finish(self, status: str, exit_code: int, sig: int | None, started: float,
-               peaks: dict[str, Any]) -> dict[str, Any]:
+               peaks: dict[str, Any], console: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.num is None or self.shard_path is None:
             return peaks
         from .store import FINAL_TIMEOUT_S, Shard
-        from .store.codec import dumps_exact
 
         try:
             shard = Shard(self.shard_path, timeout=FINAL_TIMEOUT_S)
             try:
-                shard.update_run(self.num, status=status, exit_code=exit_code, signal=sig,
-                                 ended_at=time.time(), summary=dumps_exact({"peaks": peaks}))
+                # issue 8: merged, so the attached processes' run.summary["user"] survives
+                from .context import merge_summary
+
+                merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
+                              status=status, exit_code=exit_code, signal=sig,
+                              ended_at=time.time())
             finally:
                 shard.close()
         except StoreError as exc:
             self.warn(f"{exc}; the run's end was not recorded")
         if self.recorder is not None:
             self.recorder.close()
+        if self.exporter is not None:  # issue 9
+            self.exporter.close()
         return peaks
 
 

@@ -95,6 +95,7 @@ class RunView:
             "system": loads_exact(first["system"]) or {},
             "summary": loads_exact(first["summary"]) or {},
             "tags": loads_exact(first["tags"]) or [], "notes": first["notes"],
+            "context": loads_exact(first.get("context")) or {},
         }
         end = info["ended_at"] or (time.time() if status == "running" else info["heartbeat_at"])
         info["duration"] = (end - info["started_at"]) if end else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .options import MIN_INTERVAL, RUN_OPTIONS, parse_config
+from .options import MIN_INTERVAL, RUN_OPTIONS, parse_config, parse_size
 
 USAGE = "Usage: tracklab run [OPTIONS] -- COMMAND [ARGS]..."
 
@@ -56,6 +56,11 @@ def parse(args: list[str]) -> dict[str, Any] | int | None:
                 values[opt.dest] = float(raw)
             except ValueError:
                 return usage_error(f"Invalid value for '{name}': {raw!r} is not a number.")
+        elif opt.kind is int:
+            try:
+                values[opt.dest] = int(raw)
+            except ValueError:
+                return usage_error(f"Invalid value for '{name}': {raw!r} is not an integer.")
         elif opt.kind is list:
             values[opt.dest].append(raw)
         else:
@@ -76,6 +81,19 @@ def check(values: dict[str, Any], command: list[str]) -> dict[str, Any] | int:
                            "tracklab run -- python train.py")
     try:
         values["config"] = parse_config(values.get("config"))
+    except ValueError as exc:
+        return usage_error(str(exc))
+    port = values.get("prometheus_port")
+    if port is not None:  # multi-node (issue 9): Prometheus exposition
+        if not 0 <= port <= 65535:
+            return usage_error(f"Invalid value for '--prometheus-port': {port} is not a port.")
+        from tracklab.prometheus import MISSING, available
+
+        if not available():
+            sys.stderr.write(f"tracklab: --prometheus-port: {MISSING}\n")
+            return 2
+    try:  # issue 8
+        values["capture_limit"] = parse_size(values.get("capture_limit"))
     except ValueError as exc:
         return usage_error(str(exc))
     values["command"] = command

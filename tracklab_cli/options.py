@@ -10,7 +10,7 @@ from typing import Any
 class Opt:
     names: tuple[str, ...]
     dest: str
-    kind: type  # float, str, bool (a flag) or list (repeatable str)
+    kind: type  # float, int, str, bool (a flag) or list (repeatable str)
     default: Any
     help: str
     metavar: str = ""
@@ -36,7 +36,37 @@ RUN_OPTIONS: list[Opt] = [
     Opt(("--config", "-c"), "config", list, None,
         "Add a config value, KEY=VALUE (repeatable).", "KEY=VALUE"),
     Opt(("--quiet", "-q"), "quiet", bool, False, "Print nothing at start and end."),
+    Opt(("--prometheus-port",), "prometheus_port", int, None,
+        "Serve the latest sample and training metrics at :PORT/metrics for Prometheus "
+        "(needs tracklab[prometheus]).", "PORT"),
+    Opt(("--prometheus-addr",), "prometheus_addr", str, "0.0.0.0",
+        "Address the Prometheus endpoint binds.", "ADDR"),
+    # issue 8: run context
+    Opt(("--no-capture",), "no_capture", bool, False,
+        "Do not store the command's output (it still reaches the terminal)."),
+    Opt(("--capture-limit",), "capture_limit", str, None,
+        "Output stored per run, first half and last half kept (default 10MiB; "
+        "e.g. 100k, 50MB, 1GiB).", "BYTES"),
+    Opt(("--save-diff",), "save_diff", bool, False,
+        "Store the text of `git diff HEAD` with the run (its hash and size always are)."),
 ]
+
+CAPTURE_LIMIT = 10 * 1024 * 1024
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str | None, default: int = CAPTURE_LIMIT) -> int:
+    """``"10MiB"`` -> 10485760, ``"50MB"`` / ``"50M"`` -> 50000000, ``None`` -> ``default``."""
+    import re
+
+    if text is None:
+        return default
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m and _UNITS.get(m.group(2).lower())
+    if not m or unit is None:
+        raise ValueError(f"--capture-limit takes a size such as 10MiB or 500k, not {text!r}")
+    return int(float(m.group(1)) * unit)
 
 
 def parse_config(items: list[str] | None) -> dict[str, Any]:

@@ -68,7 +68,12 @@ def _v3_clock_offset(db: Any) -> None:
     db["runs"].add_column("clock_offset", float)
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2, _v3_clock_offset]
+def _v4_context(db: Any) -> None:
+    # what the run was (tracklab.context.run_context): code state, interpreter, packages (JSON)
+    db["runs"].add_column("context", str)
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2, _v3_clock_offset, _v4_context]
 VERSION = len(MIGRATIONS)
 
 

@@ -7,10 +7,11 @@ write lock up front so concurrent writers queue on the busy timeout instead of f
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tracklab.errors import StoreError
@@ -23,7 +24,7 @@ FINAL_TIMEOUT_S = 1.5  # the last status write of a run must not hold up its exi
 RUN_COLUMNS = (
     "num", "id", "name", "project", "status", "exit_code", "signal", "command", "cwd", "host",
     "node", "owner", "pid", "pid_start", "interval", "started_at", "ended_at", "heartbeat_at",
-    "config", "system", "summary", "tags", "notes", "clock_offset",
+    "config", "system", "summary", "tags", "notes", "clock_offset", "context",
 )
 
 
@@ -123,6 +124,34 @@ class Shard:
         cols = [c for c in fields if c in RUN_COLUMNS and c != "num"]
         sql = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE num = ?"
         self._write([(sql, (*(fields[c] for c in cols), num))])
+
+    def edit_run_json(self, num: int, column: str, edit: Callable[[Any], Any],
+                      **fields: Any) -> Any:
+        """Replace the JSON in a run's ``column`` by ``edit(old)`` (``old`` is None when empty),
+        read and written in one transaction, so concurrent writers (the wrapper, attached ranks,
+        ``tracklab tag``) do not lose each other's changes; ``fields`` are set in the same
+        statement. Returns the new value."""
+        cols = [c for c in fields if c in RUN_COLUMNS and c not in ("num", column)]
+        if column not in RUN_COLUMNS or column == "num":
+            raise ValueError(f"not a run column: {column!r}")
+        with self._lock:
+            c = self.conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    row = c.execute(f"SELECT {column} FROM runs WHERE num = ?", (num,)).fetchone()
+                    new = edit(None if row is None or row[0] is None else json.loads(row[0]))
+                    sets = "".join(f", {k} = ?" for k in cols)
+                    c.execute(f"UPDATE runs SET {column} = ?{sets} WHERE num = ?",
+                              (dumps_exact(new), *(fields[k] for k in cols), num))
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(self.path, str(exc)) from None
+        return new
 
     def add_proc(self, run: int, pid: int, rank: int | None, local_rank: int | None,
                  host: str, started_at: float) -> int:
@@ -247,15 +276,41 @@ class Shard:
 
     # -- console ---------------------------------------------------------------------------------
 
-    def write_console(self, rows: list[tuple[int, float, str, str]]) -> None:
-        self._write([("INSERT INTO console (run, time, stream, line) VALUES (?, ?, ?, ?)", rows)])
+    def write_console(self, rows: list[tuple[int, float, str, str]], *, run: int | None = None,
+                      marker: tuple[float, str] | None = None, evict: int = 0) -> None:
+        """Insert ``(run, time, stream, line)`` rows in one transaction.
+
+        The console capture's cap (tracklab.capture) uses the keywords, for run ``run``:
+        ``marker`` = (time, text) sets the text of the run's one marker row (stream ``tracklab``),
+        inserted before ``rows`` when there is none, deleted when text is ""; ``evict`` deletes that
+        many of the oldest rows after the marker (the rolling tail's oldest).
+        """
+        todo: list[tuple[str, Any]] = []
+        mark = "SELECT max(rowid) FROM console WHERE run = ? AND stream = 'tracklab'"
+        if marker is not None and marker[1]:
+            todo += [
+                ("UPDATE console SET line = ? WHERE run = ? AND stream = 'tracklab'",
+                 (marker[1], run)),
+                ("INSERT INTO console (run, time, stream, line) SELECT ?, ?, 'tracklab', ? "
+                 f"WHERE ({mark}) IS NULL", (run, marker[0], marker[1], run)),
+            ]
+        if rows:
+            todo.append(("INSERT INTO console (run, time, stream, line) VALUES (?, ?, ?, ?)", rows))
+        if evict:
+            todo.append((
+                "DELETE FROM console WHERE rowid IN (SELECT rowid FROM console WHERE run = ? "
+                f"AND rowid > ({mark}) ORDER BY rowid LIMIT ?)", (run, run, int(evict))))
+        if marker is not None and not marker[1]:
+            todo.append(("DELETE FROM console WHERE run = ? AND stream = 'tracklab'", (run,)))
+        if todo:
+            self._write(todo)
 
     def console(self, run: int, stream: str | None = None, tail: int | None = None,
                 after_rowid: int = 0) -> list[tuple[int, float, str, str]]:
         sql = "SELECT rowid, time, stream, line FROM console WHERE run = ? AND rowid > ?"
         params: list[Any] = [run, after_rowid]
-        if stream:
-            sql += " AND stream = ?"
+        if stream:  # the capture's marker row (where lines were left out) shows in both
+            sql += " AND stream IN (?, 'tracklab')"
             params.append(stream)
         if tail is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY rowid DESC LIMIT {int(tail)})"
