@@ -2,72 +2,38 @@
 
 ``get_run_system_monitor(run_id)`` returns the same object for the same run and project. A run id
 that no run has yet (the document's ``"my-run"``) is created in the store on first write.
+
+A monitor writes through its run's :class:`~tracklab.channel.RunChannel`, shared with every
+other writer of that run in this process. A monitor that is started and never stopped is stopped
+at interpreter exit (its thread is a daemon, so it never holds the exit up) after one last
+sample is written.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from . import _env
+from . import _env, channel
+from .channel import RunChannel, RunTarget, channel_for, run_id_of, sdk_run
 from .collectors import SystemCollectors
-from .recorder import SampleRecorder
 from .sampler import Sampler
+
+__all__ = ["DEFAULT_INTERVAL", "RunChannel", "RunSystemMonitor", "RunTarget",
+           "cleanup_run_monitor", "get_run_system_monitor"]
 
 log = logging.getLogger("tracklab.monitoring")
 
 DEFAULT_INTERVAL = 10.0
+
+Callback = Callable[[dict[str, Any]], None]
+
 _monitors: dict[tuple[str, str | None], RunSystemMonitor] = {}
-_registry_lock = threading.Lock()
-
-
-class RunTarget:
-    """Where a monitor writes: the run's shard and row, created on first use."""
-
-    def __init__(self, run_id: str, project: str | None, node_id: str | None,
-                 store_dir: str | None = None, run: Any = None) -> None:
-        self.run_id = run_id
-        self.project = project
-        self.node = _env.node_id(node_id)
-        self.dir = _env.store_dir(store_dir if store_dir else getattr(run, "dir", None))
-        self.run = run
-        self.created = False
-        self._resolved: tuple[str, int] | None = None
-        self._lock = threading.Lock()
-
-    def resolve(self) -> tuple[str, int]:
-        """``(shard_path, run_num)``. Raises StoreError when the store is unusable."""
-        with self._lock:
-            if self._resolved is None:
-                from . import store
-                from .store.codec import dumps_exact
-
-                run = self.run
-                if run is not None and run._shard_path and run._run_num is not None \
-                        and run.node == self.node:
-                    self._resolved = (run._shard_path, run._run_num)
-                else:
-                    shard = store.open_shard(self.dir, self.node)
-                    try:
-                        num = shard.run_num(self.run_id)
-                        if num is None:
-                            now = time.time()
-                            num = shard.insert_run({
-                                "id": self.run_id, "name": self.run_id,
-                                "project": self.project or "default", "status": "running",
-                                "started_at": now, "heartbeat_at": now, "owner": "sdk",
-                                "pid": os.getpid(), "host": _env.hostname(), "node": self.node,
-                                "cwd": os.getcwd(), "command": dumps_exact([]),
-                            })
-                            self.created = True
-                        self._resolved = (shard.path, num)
-                    finally:
-                        shard.close()
-            return self._resolved
+_registry_lock = threading.RLock()
 
 
 class RunSystemMonitor:
@@ -78,178 +44,209 @@ class RunSystemMonitor:
         project: the run's project (part of the monitor's identity).
         collect_interval: seconds between samples while started.
         node_id: the ``nodeId`` of every snapshot, default ``$TRACKLAB_NODE_ID`` or the host name.
+
+    Raises:
+        ValueError: ``collect_interval`` is not a positive number of seconds.
     """
 
     def __init__(self, run_id: str, project: str | None = None,
                  collect_interval: float = DEFAULT_INTERVAL, node_id: str | None = None,
                  _run: Any = None) -> None:
-        self.run_id = run_id
+        self.run_id = run_id_of(run_id)
         self.project = project
         self.collect_interval = float(collect_interval)
-        self.target = RunTarget(run_id, project, node_id, run=_run)
-        self.node_id = self.target.node
-        self.custom: dict[str, float] = {}
-        self._callbacks: list[Callable[[dict[str, Any]], None]] = []
-        self._recorder: SampleRecorder | None = None
-        self._custom_writer: Any = None
-        self._custom_step = 0
-        self.collectors = SystemCollectors(self.node_id, disk_path=self.target.dir)
+        self._node_arg = node_id
+        self._run = _run
+        chan = self.channel
+        self.node_id = chan.node_id
+        self.custom: dict[str, Any] = {}
+        self._callbacks: list[Callback] = []
+        self._failed: list[Callback] = []
+        self._cb_lock = threading.Lock()
+        self.collectors = SystemCollectors(self.node_id, disk_path=chan.target.dir)
         self.sampler = Sampler(self.collectors, self.collect_interval, [self._sink],
-                               name=f"tracklab-monitor-{run_id}")
+                               name=f"tracklab-monitor-{self.run_id}")
+
+    @property
+    def channel(self) -> RunChannel:
+        return channel_for(self.run_id, self.project, self._node_arg, run=self._run)
+
+    @property
+    def target(self) -> RunTarget:
+        return self.channel.target
+
+    @property
+    def running(self) -> bool:
+        return self.sampler.running
 
     # -- the sink ---------------------------------------------------------------------------------
 
     def _sink(self, snap: dict[str, Any]) -> None:
+        self.channel.record(snap)
         if self.custom:
+            # Custom readings were stored when they were logged; callbacks and
+            # get_current_metrics() see the latest of each beside the snapshot.
             snap["custom"] = dict(self.custom)
-        rec = self._ensure_recorder()
-        if rec is not None:
-            rec(snap)
-        for fn in list(self._callbacks):
+        with self._cb_lock:
+            callbacks = list(self._callbacks)
+        for fn in callbacks:
             try:
                 fn(snap)
-            except Exception:  # noqa: BLE001 - a user's callback must not stop sampling
-                if not getattr(fn, "_tracklab_warned", False):
-                    try:
-                        fn._tracklab_warned = True  # type: ignore[attr-defined]
-                    except AttributeError:
-                        pass
-                    log.warning("callback %r raised; sampling and other callbacks go on",
-                                getattr(fn, "__name__", fn), exc_info=True)
-
-    def _ensure_recorder(self) -> SampleRecorder | None:
-        if self._recorder is None:
-            from .errors import StoreError
-
-            try:
-                path, num = self.target.resolve()
-            except StoreError as exc:
-                log.warning("tracklab: %s; system samples are not stored", exc)
-                return None
-            self._recorder = SampleRecorder(path, num, heartbeat=self.target.created)
-        return self._recorder
+            except Exception:  # a user's callback must not stop sampling (logged below)
+                with self._cb_lock:
+                    first = not any(f is fn for f in self._failed)
+                    if first:
+                        self._failed.append(fn)
+                if first:
+                    log.warning("tracklab: warning: callback %s raised; it is still called, "
+                                "sampling and other callbacks go on (reported once)",
+                                _name(fn), exc_info=True)
 
     # -- the document's API ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start background sampling (idempotent): one sample now, then every interval."""
+        """Start background sampling (idempotent): one sample now, then every interval.
+
+        Under ``TRACKLAB_MODE=disabled`` it does nothing.
+        """
+        if self.sampler.running:
+            return
+        if _env.disabled():
+            log.debug("TRACKLAB_MODE=disabled: monitor for run %s not started", self.run_id)
+            return
         self.sampler.start()
-        log.debug("monitor for run %s started (every %.1f s)", self.run_id, self.collect_interval)
+        log.debug("monitor for run %s started (every %.1f s, node %s)", self.run_id,
+                  self.collect_interval, self.node_id)
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop sampling (idempotent), taking one last sample; returns within ``timeout``."""
+        """Stop sampling (idempotent), taking one last sample; returns within ``timeout`` s."""
         if self.sampler._thread is not None:
             self.sampler.stop(timeout=timeout)
-        if self._custom_writer is not None:
-            self._custom_writer.close(timeout)
-            self._custom_writer = None
+            log.debug("monitor for run %s stopped after %d samples", self.run_id,
+                      self.sampler.count)
 
-    def add_callback(self, fn: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``fn(snapshot)`` with every sample this monitor takes."""
-        self._callbacks.append(fn)
+    def add_callback(self, fn: Callback) -> None:
+        """Call ``fn(snapshot)`` with every sample this monitor takes (API.md §4 format).
+
+        A callback that raises is logged once, with its traceback, at WARNING; it keeps being
+        called, and neither sampling nor the other callbacks stop.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+        """
+        if not callable(fn):
+            raise TypeError(f"add_callback() takes a function of one snapshot, not {fn!r}")
+        with self._cb_lock:
+            self._callbacks.append(fn)
+
+    def remove_callback(self, fn: Callback) -> None:
+        """Stop calling ``fn``; does nothing if it was not added."""
+        with self._cb_lock:
+            self._callbacks = [f for f in self._callbacks if f != fn]  # bound methods: ==
 
     def log_custom_metric(self, name: str, value: float) -> None:
-        """Store a custom metric (e.g. ``custom.temperature``) with the run's samples."""
+        """Store one reading of a custom system metric with the run's samples, now.
+
+        The document's names look like ``custom.temperature``; a name without the ``custom.``
+        prefix gets it, so both spellings land on the sample path ``custom.<rest>``. A value that
+        is not a number is dropped with a :class:`~tracklab.TracklabWarning`. Each call is one
+        small write (well under a millisecond): meant for readings like temperatures, not
+        per-step training values, which belong in :func:`tracklab.log`.
+        """
         from .sdk import _PLAIN, _to_number
 
         num = value if type(value) in _PLAIN else _to_number(value)
-        if num is None or not isinstance(name, str) or not name:
-            import warnings
-
+        if num is None or not isinstance(name, str) or not name.strip("."):
             from .errors import TracklabWarning
 
-            warnings.warn(f"tracklab: custom metric {name!r} = {value!r} is not a number; "
+            warnings.warn(f"tracklab: warning: custom metric {name!r} = {value!r} is not a number; "
                           "dropped", TracklabWarning, stacklevel=2)
             return
-        self.custom[name] = num
-        writer = self._writer()
-        if writer is not None:
-            writer.queue.append((self._custom_step, time.time(), (name,), (num,)))
-            self._custom_step += 1
+        key = name[len("custom."):] if name.startswith("custom.") else name
+        self.custom[key] = num
+        self.channel.record({"nodeId": self.node_id, "timestamp": int(time.time() * 1000),
+                             "custom": {key: num}})
 
-    def _writer(self) -> Any:
-        if self._custom_writer is None:
-            from . import store
-            from .errors import StoreError
-            from .writer import PointWriter
-
-            try:
-                path, num = self.target.resolve()
-                shard = store.Shard(path)
-                try:
-                    rank, local_rank = _env.rank_env()
-                    proc = shard.add_proc(num, os.getpid(), rank, local_rank, _env.hostname(),
-                                          time.time())
-                finally:
-                    shard.close()
-            except StoreError as exc:
-                log.warning("tracklab: %s; custom metrics are not stored", exc)
-                return None
-            self._custom_writer = PointWriter(lambda: store.Shard(path), num, proc)
-            _register_exit()
-        return self._custom_writer
-
-    def flush(self, timeout: float = 5.0) -> None:
-        if self._custom_writer is not None:
-            self._custom_writer.flush(timeout)
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Samples are written as they are taken: nothing is pending. Always True."""
+        return True
 
     def get_current_metrics(self) -> dict[str, Any]:
-        """The latest snapshot (API.md §4 format), taking one now if none exists yet."""
+        """The latest snapshot (API.md §4 format), taking (and storing) one now if none exists."""
         snap = self.sampler.latest
         if snap is None:
             snap = self.sampler.take()
         return snap
 
     def get_system_info(self) -> dict[str, Any]:
-        """Static facts: platform, cpu_model, gpu_info, memory_total (bytes), counts, versions."""
+        """Static facts about this machine.
+
+        Returns:
+            ``platform``, ``system``, ``hostname``, ``node_id``, ``cpu_model``, ``cpu_count``
+            (logical), ``cpu_physical``, ``memory_total`` (bytes), ``python`` (version),
+            ``gpu_count``, ``gpu_info`` (GPU names), ``gpus`` (per-GPU facts),
+            ``driver_version`` and ``cuda_version`` (``None`` without a driver), and more.
+        """
         from .context import system_info
 
-        return system_info(self.target.dir, gpus=self.collectors.gpu().info())
+        info = system_info(self.channel.target.dir, gpus=self.collectors.gpu().info())
+        info["node_id"] = self.node_id
+        return info
 
     def _finish(self) -> None:
         self.stop()
-        rec, self._recorder = self._recorder, None
-        if rec is not None:
-            rec.close()
         self.collectors.close()
-        if self.target.created and self.target._resolved:
-            from . import store
-            from .errors import StoreError
 
-            path, num = self.target._resolved
-            try:
-                shard = store.Shard(path)
-                try:
-                    shard.update_run(num, status="finished", exit_code=0, ended_at=time.time())
-                finally:
-                    shard.close()
-            except StoreError as exc:
-                log.warning("tracklab: could not record the end of run %s (%s)", self.run_id, exc)
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
 def get_run_system_monitor(run_id: str, project: str | None = None,
                            collect_interval: float = DEFAULT_INTERVAL,
                            node_id: str | None = None, _run: Any = None) -> RunSystemMonitor:
-    """The monitor of ``(run_id, project)``, created on the first call and reused after."""
-    if _run is None:
-        from .sdk import current_run
+    """The monitor of ``(run_id, project)``, created on the first call and reused after.
 
-        cur = current_run()
-        if cur is not None and cur.id == run_id:
-            _run = cur
+    ``project`` defaults to the project of the current :func:`tracklab.init` run when
+    ``run_id`` is its id, so ``get_run_system_monitor(run.id)`` finds the monitor that
+    ``init(system_monitor=True)`` started. ``collect_interval`` and ``node_id`` apply when the
+    monitor is created. The monitor is not started: call ``start()``.
+
+    Raises:
+        TypeError: ``run_id`` is not a string (or a Run).
+        ValueError: ``collect_interval`` is not a positive number.
+    """
+    run_id = run_id_of(run_id)
+    if _run is None:
+        _run = sdk_run(run_id)
+    if project is None and _run is not None:
+        project = _run.project
     key = (run_id, project)
     with _registry_lock:
         mon = _monitors.get(key)
         if mon is None:
-            mon = _monitors[key] = RunSystemMonitor(run_id, project, collect_interval, node_id,
-                                                     _run=_run)
+            mon = RunSystemMonitor(run_id, project, collect_interval, node_id, _run=_run)
+            _monitors[key] = mon
+            if _run is not None and getattr(_run, "_monitor", "absent") is None:
+                _run._monitor = mon  # the run's finish() stops it
             _register_exit()
+            log.debug("monitor for run %s (project %s) created: every %.1f s, node %s",
+                      run_id, project, mon.collect_interval, mon.node_id)
+        elif float(collect_interval) != mon.collect_interval or (
+                node_id is not None and _env.node_id(node_id) != mon.node_id):
+            log.debug("monitor for run %s exists (every %.1f s, node %s); the new settings are "
+                      "ignored", run_id, mon.collect_interval, mon.node_id)
         return mon
 
 
 def cleanup_run_monitor(run_id: str, project: str | None = None) -> None:
-    """Stop and forget every monitor of ``run_id`` (all projects when ``project`` is None
-    matches none stored under a project, so both spellings are tried). Safe to call twice."""
+    """Stop and forget the monitors of ``run_id`` and release what they held.
+
+    With ``project``, the monitor of ``(run_id, project)`` (or, when there is none, every monitor
+    of the run); without it, every monitor of the run. A run the monitors created is marked
+    finished. Safe to call twice, or for a run that never had a monitor.
+    """
+    run_id = run_id_of(run_id)
     with _registry_lock:
         keys = [k for k in _monitors if k[0] == run_id and (project is None or k[1] == project)]
         if project is not None and not keys:
@@ -257,6 +254,11 @@ def cleanup_run_monitor(run_id: str, project: str | None = None) -> None:
         mons = [_monitors.pop(k) for k in keys]
     for mon in mons:
         mon._finish()
+    with _registry_lock:
+        busy = any(k[0] == run_id for k in _monitors)
+    closed = channel.close_channels(run_id, keep=busy)
+    if mons or closed:
+        log.debug("cleaned up run %s: %d monitor(s), %d channel(s)", run_id, len(mons), closed)
 
 
 _exit_registered = False
@@ -272,8 +274,10 @@ def _register_exit() -> None:
 
 
 def _at_exit() -> None:
+    """Stop every monitor (one last sample each) and close every channel."""
     with _registry_lock:
         mons = list(_monitors.values())
         _monitors.clear()
     for mon in mons:
         mon._finish()
+    channel.close_all()

@@ -64,10 +64,16 @@ class Shard:
                 raise StoreError(path, f"written by a newer tracklab (schema {version})")
             self.empty = version == 0
             if version < schema.VERSION:
-                if readonly:
-                    pass  # a shard being created right now (or an older one): readers skip it
-                else:
+                if not readonly:
                     schema.migrate(self.conn)
+                elif version > 0 and os.access(path, os.W_OK):
+                    # written by an older tracklab: upgrade it once so readers see every column
+                    upgrade = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+                    try:
+                        schema.migrate(upgrade)
+                    finally:
+                        upgrade.close()
+                # version 0: being created right now; readers skip it (see runs._open_shards)
         except sqlite3.Error as exc:
             raise StoreError(path, str(exc)) from None
         except OSError as exc:

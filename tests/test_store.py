@@ -1,0 +1,62 @@
+"""The store's own contracts: migrations, exact encodings, flatten/unflatten."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import tracklab
+from tracklab.store import codec, schema
+
+
+def test_an_older_shard_is_upgraded_and_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "node-old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+    monkeypatch.setattr(schema, "VERSION", 2)
+    schema.migrate(conn)
+    conn.execute("INSERT INTO runs (id, name, status, started_at) VALUES ('r1', 'old', 'finished', 1.0)")
+    conn.close()
+    monkeypatch.undo()
+    view = tracklab.open_run("old", dir=str(tmp_path))
+    assert view.info["id"] == "r1" and view.info["status"] == "finished"
+    assert schema.current_version(sqlite3.connect(path)) == schema.VERSION
+
+
+def test_a_newer_shard_is_refused(tmp_path: Path) -> None:
+    run = tracklab.init(dir=str(tmp_path))
+    run.finish()
+    db = next(tmp_path.glob("node-*.db"))
+    sqlite3.connect(db, isolation_level=None).execute(
+        "UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(tracklab.StoreError, match="newer tracklab"):
+        tracklab.list_runs(str(tmp_path))
+
+
+@pytest.mark.parametrize("values", [
+    (1.5, -0.0, math.inf, -math.inf, 5e-324),
+    (1, True, False, -(2**63), 2**63 - 1),
+    (2**64, 1.0),
+    (),
+])
+def test_values_encode_exactly(values: tuple) -> None:
+    fmt, blob = codec.encode_values(values)
+    back = codec.decode_values(fmt, blob)
+    assert back == values and [type(v) for v in back] == [type(v) for v in values]
+
+
+def test_nan_survives_the_encoding() -> None:
+    fmt, blob = codec.encode_values((math.nan,))
+    assert fmt is None and math.isnan(codec.decode_values(fmt, blob)[0])
+
+
+def test_flatten_round_trip_keeps_lists_and_empties() -> None:
+    snap = {"cpu": {"overall": 1.0, "cores": [{"id": 0, "usage": 2.0}, {"id": 1, "usage": None}]},
+            "accelerators": [], "process": None, "custom": {}}
+    paths, values = codec.flatten(snap)
+    assert codec.unflatten(paths, values) == snap
+    blob = codec.encode_sample(values)
+    assert codec.decode_sample(blob) == values
