@@ -218,16 +218,21 @@ def test_broken_driver_warns_once(monkeypatch: pytest.MonkeyPatch,
     assert len(caplog.records) == 1 and "NVML failed" in caplog.records[0].getMessage()
 
 
-def test_lost_gpu_is_reported_once_and_dropped(open_gpus: Opener,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_lost_gpu_is_reported_once_and_keeps_its_place(open_gpus: Opener,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     c = open_gpus("gpu_lost")
     with caplog.at_level(logging.WARNING):
-        seen = [[g["id"] for g in c.collect()] for _ in range(6)]
+        samples = [c.collect() for _ in range(6)]
+    # Entry i stays GPU i (the store keys GPUs by position); a lost one reads null from then on.
+    assert all([g["id"] for g in s] == [0, 1] for s in samples)
+    seen = [[g.get("lost", False) for g in s] for s in samples]
     # GPU 1 answers three utilization calls; whatever the collector asks after that raises, so
-    # it disappears in the third or fourth sample and never comes back.
-    lost_at = seen.index([0])
-    assert seen[:2] == [[0, 1]] * 2 and lost_at in (2, 3)
-    assert seen[:lost_at] == [[0, 1]] * lost_at and seen[lost_at:] == [[0]] * (6 - lost_at)
+    # it is lost in the third or fourth sample and never comes back.
+    lost_at = seen.index([False, True])
+    assert seen[:2] == [[False, False]] * 2 and lost_at in (2, 3)
+    assert seen[lost_at:] == [[False, True]] * (6 - lost_at)
+    assert all(s[1]["utilization"] is None for s in samples[lost_at:])
+    assert all(s[0]["utilization"] is not None for s in samples)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert "GPU 1" in warnings[0].getMessage() and "lost" in warnings[0].getMessage()

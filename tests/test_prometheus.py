@@ -358,3 +358,26 @@ def test_dashboard_uses_exported_metrics() -> None:
 
     shipped = importlib.resources.files("tracklab") / "grafana" / "tracklab-dashboard.json"
     assert shipped.is_file()
+
+
+def test_sdk_standalone_sampler_serves_on_env_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracklab
+
+    port = free_port()
+    monkeypatch.setenv("TRACKLAB_PROMETHEUS_PORT", str(port))
+    monkeypatch.setenv("TRACKLAB_PROMETHEUS_ADDR", "127.0.0.1")
+    run = tracklab.init(project="promsdk", system_monitor=True)
+    try:
+        deadline = time.monotonic() + 20
+        body = ""
+        while time.monotonic() < deadline and "tracklab_cpu" not in body:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                              timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.1)
+        assert f'run_id="{run.id}"' in body and 'project="promsdk"' in body
+    finally:
+        run.finish()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)

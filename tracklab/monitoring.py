@@ -12,6 +12,7 @@ sample is written.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import warnings
@@ -66,6 +67,7 @@ class RunSystemMonitor:
         self.collectors = SystemCollectors(self.node_id, disk_path=chan.target.dir)
         self.sampler = Sampler(self.collectors, self.collect_interval, [self._sink],
                                name=f"tracklab-monitor-{self.run_id}")
+        self._exporter: Any = None
 
     @property
     def channel(self) -> RunChannel:
@@ -114,6 +116,13 @@ class RunSystemMonitor:
         if _env.disabled():
             log.debug("TRACKLAB_MODE=disabled: monitor for run %s not started", self.run_id)
             return
+        if self._exporter is None and os.environ.get("TRACKLAB_PROMETHEUS_PORT"):
+            from .prometheus import from_env
+
+            self._exporter = from_env(self.run_id, self.node_id, self.project,
+                                      store=self.target.resolve)
+            if self._exporter is not None:
+                self.sampler.sinks.append(self._exporter)
         self.sampler.start()
         log.debug("monitor for run %s started (every %.1f s, node %s)", self.run_id,
                   self.collect_interval, self.node_id)
@@ -196,6 +205,9 @@ class RunSystemMonitor:
     def _finish(self) -> None:
         self.stop()
         self.collectors.close()
+        if self._exporter is not None:
+            self._exporter.close()
+            self._exporter = None
 
 
 def _name(fn: Any) -> str:

@@ -138,7 +138,7 @@ class Run:
         self._run_num = num
         path = self._shard_path
         self._writer = PointWriter(lambda: store.Shard(path), num, proc,
-                                   heartbeat=not self.attached)
+                                   heartbeat=not self.attached, shard_path=path)
         self.queue = self._writer.queue
         if not self.attached:
             # Describing the machine reads NVML, which can hang: its own thread, never waited on.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .fleet import fleet_summary
 from .runs import RunView
 
 # (path, label, unit): unit is "%", "B", "B/s", "1/s", "°C", "W", "J", "MHz" or "" (a count)
@@ -52,6 +53,8 @@ def summarize(view: RunView) -> dict[str, Any]:
     stats = view.system_summary()
     system = [dict(path=p, label=label, unit=unit, **stats[p])
               for p, label, unit in SYSTEM_ROWS if p in stats]
+    system += [dict(path=p, label=p, unit="", **s) for p, s in stats.items()
+               if p.startswith("custom.")]
     gpu_ids = sorted({int(p.split(".")[1]) for p in stats if p.startswith("accelerators.")})
     gpus = []
     for g in gpu_ids:
@@ -62,10 +65,14 @@ def summarize(view: RunView) -> dict[str, Any]:
     names = {g.get("id"): g.get("name") for g in (info.get("system") or {}).get("gpus", [])}
     for g in gpus:
         g["name"] = names.get(g["id"])
-    return {
+    from .views import attach_trends  # sparklines: about 40 index seeks, whatever the run's size
+
+    return attach_trends(view, {
         "info": info,
         "samples": view.sample_count(),
         "system": system,
         "gpus": gpus,
         "metrics": view.metric_summary(),
-    }
+        # a run across nodes: per-node rows, min/mean/max over nodes, stragglers (else None)
+        "fleet": fleet_summary(view),
+    })

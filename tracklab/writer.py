@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -35,7 +36,8 @@ _FLOATS = frozenset((float,))
 
 class PointWriter:
     def __init__(self, connect: Callable[[], Shard], run_num: int, proc_num: int,
-                 heartbeat: bool = False) -> None:
+                 heartbeat: bool = False, shard_path: str | None = None) -> None:
+        self.shard_path = shard_path
         self.queue: deque[tuple[int, float, tuple[Any, ...], tuple[Any, ...]]] = deque()
         self.run_num = run_num
         self.proc_num = proc_num
@@ -71,18 +73,31 @@ class PointWriter:
         while the store is merely slow."""
         self._stopping = True
         self._wake.set()
-        last = (self.written, self.dropped, len(self.queue))
+        last = self._progress()
         idle_since = time.monotonic()
+        hard_stop = idle_since + max(60.0, timeout)
         while self._thread.is_alive():
             self._thread.join(0.1)
-            now = (self.written, self.dropped, len(self.queue))
+            now = self._progress()
             if now != last:
                 last, idle_since = now, time.monotonic()
-            elif time.monotonic() - idle_since > timeout:
+            elif time.monotonic() - idle_since > timeout or time.monotonic() > hard_stop:
                 log.warning("tracklab: warning: the store did not respond within %.1f s; metrics not yet "
                             "written are dropped", timeout)
                 return False
         return True
+
+    def _progress(self) -> tuple[Any, ...]:
+        """Changes while this writer, or any other writer of the shard, gets data to disk: a
+        store busy with other ranks' commits is slow, not hung, so it is waited for."""
+        wal: Any = None
+        if self.shard_path:
+            try:
+                st = os.stat(self.shard_path + "-wal")
+                wal = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                pass
+        return (self.written, self.dropped, len(self.queue), wal)
 
     # -- the thread -------------------------------------------------------------------------------
 
@@ -99,7 +114,7 @@ class PointWriter:
             acks, self._acks = self._acks, []
             try:
                 self._drain(shard)
-            except Exception:  # noqa: BLE001 - a bug here must cost metrics, never the training
+            except Exception:
                 self._warn_once("bug", "tracklab: warning: the metric writer failed; some "
                                 "metrics are lost (please report this)")
                 log.debug("writer failure", exc_info=True)

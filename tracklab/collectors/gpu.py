@@ -105,12 +105,14 @@ class GpuCollector:
         visible = _visible(os.environ.get("CUDA_VISIBLE_DEVICES"), gpus)
         out = []
         for gpu in gpus:
-            if gpu.lost:
-                continue
-            try:
-                out.append(_read(nvml, gpu, tree_pids, visible))
-            except GpuLost:
-                self._lose(gpu)
+            if not gpu.lost:
+                try:
+                    out.append(_read(nvml, gpu, tree_pids, visible))
+                    continue
+                except GpuLost:
+                    self._lose(gpu)
+            # A lost GPU keeps its place, with null readings: entry i stays GPU i in the store.
+            out.append(_lost_entry(gpu))
         return out
 
     def count(self) -> int:
@@ -174,7 +176,14 @@ class GpuCollector:
     def _lose(self, gpu: _Gpu) -> None:
         gpu.lost = True
         log.warning("GPU %d (%s) is lost: NVML reports GPU_IS_LOST (often Xid 79, fallen off the "
-                    "bus); it is left out of later samples", gpu.index, gpu.uuid or "unknown uuid")
+                    "bus); its readings are null from now on", gpu.index, gpu.uuid or "unknown uuid")
+
+
+def _lost_entry(gpu: _Gpu) -> dict[str, Any]:
+    return {"id": gpu.index, "type": "gpu", "name": gpu.name, "uuid": gpu.uuid,
+            "pciBusId": gpu.pci_bus_id, "lost": True, "utilization": None,
+            "memory": {"used": None, "total": gpu.memory_total, "percentage": None},
+            "temperature": None, "power": None, "fanSpeed": None}
 
 
 def _read(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None,
