@@ -137,6 +137,28 @@ class RunChannel:
                 self._recorder = rec
             return self._recorder
 
+    def store_peaks(self) -> None:
+        """Merge the peaks of this process's samples into the run's summary (``peaks``)."""
+        with self._rec_lock:
+            rec = self._recorder
+        if rec is None or not rec.count or self.target._resolved is None:
+            return
+        from . import store
+        from .context import merge_summary
+        from .errors import StoreError
+        from .recorder import peaks
+
+        path, num = self.target._resolved
+        try:
+            shard = store.Shard(path, timeout=store.FINAL_TIMEOUT_S)
+            try:
+                merge_summary(shard, num, {"peaks": peaks(rec.stats, rec.last_energy)})
+            finally:
+                shard.close()
+        except StoreError as exc:
+            log.warning("tracklab: warning: could not record the peaks of run %s (%s)",
+                        self.target.run_id, exc)
+
     # -- on-demand readings ---------------------------------------------------------------------
 
     def read(self, families: tuple[str, ...]) -> dict[str, Any]:

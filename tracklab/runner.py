@@ -45,6 +45,7 @@ class RunOptions:
     no_capture: bool = False  # issue 8: console capture (tracklab.capture), on by default
     capture_limit: int = 10 * 1024 * 1024  # bytes of output stored per run (head + tail)
     save_diff: bool = False  # issue 8: store the text of `git diff HEAD` in the run context
+    carbon_intensity: float | None = None  # issue 6: gCO2e/kWh; the summary gets grams CO2e
 
 
 @dataclasses.dataclass
@@ -131,7 +132,8 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
     if sampler is not None:
         sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
     status, exit_code, sig = _verdict(rc, killed, requested, oom_before)
-    peaks = record.finish(status, exit_code, sig, started, record.peaks(), console)
+    peaks = record.finish(status, exit_code, sig, started, record.peaks(opts.carbon_intensity),
+                          console)
     return RunResult(run_id, status, exit_code, sig, time.time() - started,
                      record.shard_path, peaks, record.sample_count())
 
@@ -332,12 +334,12 @@ class _Record:
 
             logging.getLogger("tracklab.runner").debug("system info not recorded", exc_info=True)
 
-    def peaks(self) -> dict[str, Any]:
+    def peaks(self, carbon_intensity: float | None = None) -> dict[str, Any]:
         if self.recorder is None:
             return {}
         from .recorder import peaks
 
-        return peaks(self.recorder.stats)
+        return peaks(self.recorder.stats, self.recorder.last_energy, carbon_intensity)
 
     def sample_count(self) -> int:
         return self.recorder.count if self.recorder is not None else 0

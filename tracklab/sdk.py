@@ -169,9 +169,12 @@ class Run:
 
         try:
             info = dumps_exact(system_info(self.dir))
+            from .context import run_context  # issue 8: git state, interpreter, packages
+
+            ctx = dumps_exact(run_context([sys.executable, *sys.argv], os.getcwd()))
             shard = store.Shard(self._shard_path or "")
             try:
-                shard.update_run(self._run_num, system=info)
+                shard.update_run(self._run_num, system=info, context=ctx)
             finally:
                 shard.close()
         except Exception:  # noqa: BLE001 - an optional description; the run goes on without it
@@ -301,20 +304,26 @@ class Run:
             failed = bool(_exception) or bool(exit_code)
             self._set_final("failed" if failed else "finished",
                             1 if failed and exit_code is None else (exit_code or 0))
+        elif self.summary and self._run_num is not None:  # issue 8: the wrapper owns the rest
+            self._set_final(None, None)
 
-    def _set_final(self, status: str, exit_code: int) -> None:
+    def _set_final(self, status: str | None, exit_code: int | None) -> None:
+        """Write the end of an owned run, and ``summary`` merged into the run's ``user``
+        summary (an attached process passes None: only its summary, merged with other ranks')."""
         from . import store
-        from .store.codec import dumps_exact
+        from .context import merge_summary, to_plain
 
         assert self._shard_path is not None and self._run_num is not None
         try:
             shard = store.Shard(self._shard_path, timeout=store.FINAL_TIMEOUT_S)
             try:
-                fields: dict[str, Any] = {"status": status, "exit_code": exit_code,
-                                          "ended_at": _time()}
-                if self.summary:
-                    fields["summary"] = dumps_exact({"user": self.summary})
-                shard.update_run(self._run_num, **fields)
+                fields: dict[str, Any] = {} if status is None else {
+                    "status": status, "exit_code": exit_code, "ended_at": _time()}
+                user = to_plain(self.summary) if self.summary else {}
+                if user:
+                    merge_summary(shard, self._run_num, {"user": user}, **fields)
+                elif fields:
+                    shard.update_run(self._run_num, **fields)
             finally:
                 shard.close()
         except StoreError as exc:

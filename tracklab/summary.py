@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .context import context_summary
 from .fleet import fleet_summary
 from .runs import RunView
 
@@ -32,6 +33,14 @@ SYSTEM_ROWS: list[tuple[str, str, str]] = [
     ("process.readBytes", "process tree read", "B/s"),
     ("process.writeBytes", "process tree write", "B/s"),
     ("process.openFiles", "process tree open files", ""),
+    # issue 6: the cgroup's own figures; its percentages are against its limits (see show)
+    ("container.memoryWorkingSet", "container memory (working set)", "B"),
+    ("container.memoryPercent", "container memory (of its limit)", "%"),
+    ("container.cpuPercent", "container CPU (of its quota)", "%"),
+    ("container.cpuThrottled", "container CPU throttled (periods)", "%"),
+    ("cpu.frequency", "CPU frequency (mean of cores)", "MHz"),
+    ("energy.cpu", "CPU package energy (RAPL)", "J"),
+    ("energy.gpu", "GPU energy (the run's GPUs)", "J"),
 ]
 
 GPU_ROWS: list[tuple[str, str, str]] = [
@@ -39,6 +48,7 @@ GPU_ROWS: list[tuple[str, str, str]] = [
     ("memory.used", "memory used", "B"),
     ("memory.percentage", "memory", "%"),
     ("treeMemory", "memory used by the run", "B"),
+    ("treeUtilization", "SM use by the run", "%"),
     ("temperature", "temperature", "°C"),
     ("power", "power", "W"),
     ("fanSpeed", "fan", "%"),
@@ -65,9 +75,16 @@ def summarize(view: RunView) -> dict[str, Any]:
     names = {g.get("id"): g.get("name") for g in (info.get("system") or {}).get("gpus", [])}
     for g in gpus:
         g["name"] = names.get(g["id"])
+    from .diagnose import MAX_SAMPLES, diagnose, read_samples, resources
     from .views import attach_trends  # sparklines: about 40 index seeks, whatever the run's size
 
+    # issue 6: findings from the statistics and at most MAX_SAMPLES evenly spaced samples
+    sampled = read_samples(view, MAX_SAMPLES)
+    peaks = (info.get("summary") or {}).get("peaks") or {}
     return attach_trends(view, {
+        "diagnosis": diagnose(info, stats, sampled),
+        "resources": resources(info, stats, sampled),
+        "energy": peaks.get("energy"),  # None until the run has ended
         "info": info,
         "samples": view.sample_count(),
         "system": system,
@@ -75,4 +92,6 @@ def summarize(view: RunView) -> dict[str, Any]:
         "metrics": view.metric_summary(),
         # a run across nodes: per-node rows, min/mean/max over nodes, stragglers (else None)
         "fleet": fleet_summary(view),
+        # issue 8: summary values (metric lasts + run.summary), last lines if it ended badly
+        **context_summary(view, info),
     })

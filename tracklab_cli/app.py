@@ -67,17 +67,28 @@ def run(
     notes: Annotated[str | None, _opt("notes")] = None,
     config: Annotated[list[str] | None, _opt("config")] = None,
     quiet: Annotated[bool, _opt("quiet")] = False,
+    prometheus_port: Annotated[int | None, _opt("prometheus_port")] = None,
+    prometheus_addr: Annotated[str, _opt("prometheus_addr")] = "0.0.0.0",
+    no_capture: Annotated[bool, _opt("no_capture")] = False,
+    capture_limit: Annotated[str | None, _opt("capture_limit")] = None,
+    save_diff: Annotated[bool, _opt("save_diff")] = False,
+    carbon_intensity: Annotated[float | None, _opt("carbon_intensity")] = None,
 ) -> None:
     """Run COMMAND as a child process, sampling system metrics into the run store.
 
     Exits with the child's exit code (128+N if it died of signal N; 127/126 if it cannot be
     started). The child sees TRACKLAB_RUN_ID, so tracklab.init() in it joins this run.
+    Its output reaches the terminal unchanged (a pseudo-terminal keeps it a TTY) and is
+    stored with the run, with git state and package versions: see tracklab logs / show.
 
     Example: tracklab run --interval 1 --project demo -- python train.py --lr 3e-4
     """
     values = dict(interval=interval, project=project, name=name, dir=dir, node_id=node_id,
                   run_id=run_id, kill_after=kill_after, tags=tags or [], notes=notes,
-                  config=config or [], quiet=quiet)
+                  config=config or [], quiet=quiet, prometheus_port=prometheus_port,
+                  prometheus_addr=prometheus_addr, no_capture=no_capture,
+                  capture_limit=capture_limit, save_diff=save_diff,
+                  carbon_intensity=carbon_intensity)
     checked = fastrun.check(values, list(command or []))
     if isinstance(checked, int):
         raise typer.Exit(checked)
@@ -117,21 +128,38 @@ def ls(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N runs.")] = 20,
     status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only runs started since: an age (30m, 2h, 3d, 1w) or a date.")] = None,
+    sort: Annotated[str, typer.Option(
+        "--sort", help="started (newest first), duration (longest first), name, project, "
+        "status or exit.")] = "started",
+    reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     dir: Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")] = None,
 ) -> None:
     """List runs, newest first, with status, exit code, duration and command.
 
-    Example: tracklab ls --project demo --limit 5
+    Example: tracklab ls --project demo --since 2d --sort duration --limit 5
     """
     from tracklab.runs import list_runs
+    from tracklab.views import SORT_KEYS, sort_runs
 
     from . import render
+    from .views import parse_since
 
+    if sort not in SORT_KEYS:
+        raise fail(f"--sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}", 2)
+    after = None if since is None else parse_since(since)
     with library_errors():
-        runs = list_runs(dir, project=project, limit=limit, status=status, tag=tag)
+        # any order but the store's own (newest first) needs every run before the cut
+        runs = list_runs(dir, project=project, limit=limit if sort == "started" else None,
+                         status=status, tag=tag, since=after)
+    runs = sort_runs(runs, sort, reverse)[:limit]
     if json_out:
         for r in runs:
             render.print_json(r, indent=None)
     else:
         render.run_list(runs)
+
+
+from . import context_cmds, views  # noqa: E402,F401  (registers commands)

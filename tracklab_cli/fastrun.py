@@ -92,6 +92,10 @@ def check(values: dict[str, Any], command: list[str]) -> dict[str, Any] | int:
         if not available():
             sys.stderr.write(f"tracklab: --prometheus-port: {MISSING}\n")
             return 2
+    ci = values.get("carbon_intensity")  # issue 6
+    if ci is not None and not 0 <= ci < float("inf"):
+        return usage_error(f"Invalid value for '--carbon-intensity': {ci!r} is not a number of "
+                           "gCO2e/kWh >= 0.")
     try:  # issue 8
         values["capture_limit"] = parse_size(values.get("capture_limit"))
     except ValueError as exc:

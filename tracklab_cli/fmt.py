@@ -18,6 +18,10 @@ def number(v: Any, unit: str = "") -> str:
         return size(v) + ("/s" if unit == "B/s" else "")
     if unit == "J":
         return f"{v:,.0f} J" if v < 3.6e5 else f"{v / 3.6e6:.3f} kWh"
+    if unit == "%":
+        return f"{v:.1f}%"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        v = int(v)
     if isinstance(v, int):
         text = f"{v:,}"
     elif abs(v) >= 1000:

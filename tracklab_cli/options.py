@@ -43,12 +43,17 @@ RUN_OPTIONS: list[Opt] = [
         "Address the Prometheus endpoint binds.", "ADDR"),
     # issue 8: run context
     Opt(("--no-capture",), "no_capture", bool, False,
-        "Do not store the command's output (it still reaches the terminal)."),
+        "Leave the command's output alone: not stored, written to the terminal by the "
+        "command itself (for full-screen interactive programs)."),
     Opt(("--capture-limit",), "capture_limit", str, None,
         "Output stored per run, first half and last half kept (default 10MiB; "
         "e.g. 100k, 50MB, 1GiB).", "BYTES"),
     Opt(("--save-diff",), "save_diff", bool, False,
         "Store the text of `git diff HEAD` with the run (its hash and size always are)."),
+    # issue 6: energy as emissions
+    Opt(("--carbon-intensity",), "carbon_intensity", float, None,
+        "Grid carbon intensity in gCO2e/kWh: the run's measured energy is also stored as "
+        "grams CO2e.", "G_PER_KWH"),
 ]
 
 CAPTURE_LIMIT = 10 * 1024 * 1024

@@ -30,7 +30,10 @@ class SystemCollectors:
             lazily on the first GPU reading.
     """
 
-    FAMILIES = ("cpu", "memory", "disk", "network", "accelerators", "process")
+    # in the order they are read: the process tree's pids go to the GPU reading (which GPU
+    # memory is the run's), the GPUs' energy to the energy section
+    FAMILIES = ("cpu", "memory", "disk", "network", "process", "accelerators", "container",
+                "energy")
 
     def __init__(self, node_id: str, disk_path: str = ".", root_pid: int | None = None,
                  nvml: Any = None, families: tuple[str, ...] | None = None) -> None:
@@ -65,6 +68,12 @@ class SystemCollectors:
             elif family == "process":
                 from .process import ProcessTreeCollector
                 c = ProcessTreeCollector(self._root_pid)
+            elif family == "container":
+                from .container import ContainerCollector
+                c = ContainerCollector(self._root_pid)
+            elif family == "energy":
+                from .energy import EnergyCollector
+                c = EnergyCollector()
             else:
                 raise ValueError(f"unknown family {family!r}")
             self._made[family] = c
@@ -84,10 +93,12 @@ class SystemCollectors:
     def snapshot(self, families: tuple[str, ...] | None = None) -> dict[str, Any]:
         snap: dict[str, Any] = {"nodeId": self.node_id, "timestamp": int(time.time() * 1000)}
         tree_pids: set[int] | None = None
-        for family in families or self.families:
+        for family in sorted(families or self.families, key=lambda f: _ORDER.get(f, len(_ORDER))):
             try:
                 if family == "accelerators":
                     snap[family] = self._accelerators(tree_pids)
+                elif family == "energy":
+                    snap[family] = self._collector(family).collect(snap.get("accelerators"))
                 else:
                     snap[family] = self._collector(family).collect()
                     if family == "process" and snap[family]:
@@ -124,6 +135,9 @@ class SystemCollectors:
             close = getattr(c, "close", None)
             if close:
                 close()
+
+
+_ORDER = {f: i for i, f in enumerate(SystemCollectors.FAMILIES)}
 
 
 def _nvml_possible() -> bool:

@@ -34,7 +34,7 @@ class CpuCollector:
         now = _cpu_times()
         per = [_percent(a, b) for a, b in zip(self._last, now)] if now and self._last else []
         self._last = now or self._last
-        freqs = _freqs(len(per))
+        freqs, freq_max = _freqs(len(per))
         temps = self._temperatures(len(per))
         procs, threads = process_and_thread_counts()
         return {
@@ -43,6 +43,10 @@ class CpuCollector:
                 {"id": i, "usage": u, "frequency": freqs[i], "temperature": temps[i]}
                 for i, u in enumerate(per)
             ],
+            # MHz; the mean over cores against the fastest core's maximum (None when unknown,
+            # as in most VMs): a CPU held below its maximum is thermally or power limited
+            "frequency": _mean(freqs),
+            "frequencyMax": freq_max,
             "loadAverage": load_average(),
             "processes": procs,
             "threads": threads,
@@ -84,16 +88,24 @@ def load_average() -> list[float] | None:
         return None
 
 
-def _freqs(n: int) -> list[float | None]:
+def _freqs(n: int) -> tuple[list[float | None], float | None]:
+    """Each core's current frequency and the highest maximum of any core (MHz)."""
     try:
         f = psutil.cpu_freq(percpu=True)
     except (NotImplementedError, OSError, AttributeError):
-        return [None] * n
+        return [None] * n, None
+    top = max((x.max for x in f), default=0.0) if f else 0.0
+    top_mhz = round(top, 1) if top else None  # psutil reports 0.0 when the kernel gives none
     if f and len(f) == n:
-        return [round(x.current, 1) if x.current else None for x in f]
+        return [round(x.current, 1) if x.current else None for x in f], top_mhz
     if f and len(f) == 1:
-        return [round(f[0].current, 1) if f[0].current else None] * n
-    return [None] * n
+        return [round(f[0].current, 1) if f[0].current else None] * n, top_mhz
+    return [None] * n, top_mhz
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 1) if known else None
 
 
 def _read_temperatures(n: int) -> list[float | None]:

@@ -11,6 +11,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
+from typing import Any
 
 _PACKAGE = re.compile(r"intel-rapl:\d+")  # intel-rapl:0:0 and the like are parts of a package
 J_PER_KWH = 3.6e6
@@ -90,6 +91,63 @@ class RaplReader:
                 self._total_uj += (wrap - last if wrap and wrap > last else 0) + value
             self._last[i] = value
         return self._total_uj / 1e6
+
+
+class EnergyCollector:
+    """The ``energy`` section of a snapshot: joules since the sampler started, per source.
+
+    Args:
+        rapl_root: where the powercap class is (tests pass a recorded tree).
+
+    Both sources count the whole device, not only the run: RAPL measures the CPU packages
+    (every process on them), a GPU's counter the whole GPU. Only the GPUs given to the run
+    count (``visible`` not ``False``, i.e. all of them when ``CUDA_VISIBLE_DEVICES`` is unset).
+    """
+
+    def __init__(self, rapl_root: str = "/sys/class/powercap") -> None:
+        self._rapl = RaplReader(rapl_root)
+        self._gpus: dict[int, tuple[float, str | None]] = {}  # id -> (joules, source), latest
+
+    def collect(self, accelerators: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """One reading.
+
+        Args:
+            accelerators: the same snapshot's ``accelerators`` list (each GPU's ``energy`` in
+                joules since the GPU collector's first reading, and its ``energySource``).
+
+        Returns:
+            ``cpu`` (joules of all CPU packages; ``None`` when RAPL is absent or root-only),
+            ``cpuSource`` (``"rapl"``, or ``None`` when ``cpu`` is), ``gpu`` (joules of the
+            run's GPUs together; a lost GPU counts what it used until it was lost; ``None``
+            without GPUs, or while one of them has never given an energy reading) and
+            ``gpuSource`` (``"counter"``, ``"power-integration"`` (an estimate from power
+            samples), both joined by ``+`` when GPUs differ, or ``None``). Nothing is estimated
+            for a source that cannot be read.
+        """
+        cpu = self._rapl.read() if self._rapl.available else None
+        gpu: float | None = None
+        sources: set[str] = set()
+        missing = False
+        for entry in accelerators or ():
+            if entry.get("visible") is False:
+                continue
+            gid = entry.get("id")
+            joules = entry.get("energy")
+            if joules is not None and isinstance(gid, int):
+                self._gpus[gid] = (joules, entry.get("energySource"))
+            got = self._gpus.get(gid) if isinstance(gid, int) else None
+            if got is None:
+                missing = True
+                continue
+            gpu = (gpu or 0.0) + got[0]
+            if got[1]:
+                sources.add(got[1])
+        if missing:
+            gpu = None
+        return {"cpu": None if cpu is None else round(cpu, 3),
+                "cpuSource": None if cpu is None else "rapl",
+                "gpu": None if gpu is None else round(gpu, 3),
+                "gpuSource": "+".join(sorted(sources)) if gpu is not None and sources else None}
 
 
 def integrate_power(series: Iterable[tuple[float, float | None]]) -> float | None:

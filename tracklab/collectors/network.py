@@ -7,7 +7,7 @@ from typing import Any
 
 import psutil
 
-_PROC_NET = ("/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6")
+_SOCKSTAT = ("/proc/net/sockstat", "/proc/net/sockstat6")
 
 
 class NetworkCollector:
@@ -38,16 +38,24 @@ class NetworkCollector:
 
 
 def connection_count() -> int | None:
-    """Inet sockets, counted from /proc/net (psutil.net_connections maps every fd: too slow)."""
+    """Inet sockets in use (TCP, UDP, v4 and v6), from the kernel's counters in
+    /proc/net/sockstat{,6}: constant cost. Listing /proc/net/tcp costs ~10 ms on a busy host and
+    psutil.net_connections maps every fd: both far too slow for every sample."""
     total = 0
     found = False
-    for path in _PROC_NET:
+    for path in _SOCKSTAT:
         try:
             with open(path, "rb") as f:
-                total += max(0, f.read().count(b"\n") - 1)
-                found = True
+                text = f.read()
         except OSError:
             continue
+        for line in text.splitlines():
+            name, _, rest = line.partition(b":")
+            if name in (b"TCP", b"UDP", b"TCP6", b"UDP6"):
+                fields = rest.split()
+                if len(fields) >= 2 and fields[0] == b"inuse":
+                    total += int(fields[1])
+                    found = True
     if found:
         return total
     try:

@@ -17,7 +17,7 @@ from .shard import Shard
 # A bin's search for a key gives up after this many rows: a key logged more rarely than that
 # (a final score, an evaluation every 10,000 steps) may be missing from some bins, which the
 # trend shows as a held value; the key's last value comes from its running statistics anyway.
-MAX_SCAN_ROWS = 4000
+MAX_SCAN_ROWS = 2000
 
 
 def sample_span(shard: Shard, run: int) -> tuple[float, float] | None:
@@ -103,16 +103,3 @@ def points_in_bins(shard: Shard, run: int, bounds: list[tuple[int, int]],
             out.append(tuple(row))
     return out
 
-
-def last_point_rows(shard: Shard, run: int, keyset_nums: Iterable[int],
-                    rows: int = MAX_SCAN_ROWS) -> list[tuple[Any, ...]]:
-    """Among the run's newest ``rows`` points, those whose key set is one of ``keyset_nums``,
-    newest first, as ``(rowid, step, time, keyset, fmt, vals)``."""
-    nums = sorted({int(k) for k in keyset_nums})
-    if not nums:
-        return []
-    marks = ", ".join("?" for _ in nums)
-    return [tuple(r) for r in shard.conn.execute(
-        f"SELECT rowid, step, time, keyset, fmt, vals FROM ("
-        f"SELECT rowid, step, time, keyset, fmt, vals FROM points WHERE run = ? "
-        f"ORDER BY rowid DESC LIMIT {int(rows)}) WHERE keyset IN ({marks})", (run, *nums))]

@@ -283,33 +283,30 @@ class Shard:
     # -- console ---------------------------------------------------------------------------------
 
     def write_console(self, rows: list[tuple[int, float, str, str]], *, run: int | None = None,
-                      marker: tuple[float, str] | None = None, evict: int = 0) -> None:
-        """Insert ``(run, time, stream, line)`` rows in one transaction.
+                      marker: tuple[int, str] | None = None,
+                      evict: tuple[int, int] | None = None) -> int:
+        """Insert ``(run, time, stream, line)`` rows in one transaction; returns the row id of
+        the last (rows get consecutive ids), 0 without rows.
 
         The console capture's cap (tracklab.capture) uses the keywords, for run ``run``:
-        ``marker`` = (time, text) sets the text of the run's one marker row (stream ``tracklab``),
-        inserted before ``rows`` when there is none, deleted when text is ""; ``evict`` deletes that
-        many of the oldest rows after the marker (the rolling tail's oldest).
+        ``marker=(rowid, text)`` sets that row's text (deletes the row when text is ""), and
+        ``evict=(after, upto)`` deletes the run's rows with ``after < rowid <= upto``.
         """
         todo: list[tuple[str, Any]] = []
-        mark = "SELECT max(rowid) FROM console WHERE run = ? AND stream = 'tracklab'"
-        if marker is not None and marker[1]:
-            todo += [
-                ("UPDATE console SET line = ? WHERE run = ? AND stream = 'tracklab'",
-                 (marker[1], run)),
-                ("INSERT INTO console (run, time, stream, line) SELECT ?, ?, 'tracklab', ? "
-                 f"WHERE ({mark}) IS NULL", (run, marker[0], marker[1], run)),
-            ]
         if rows:
             todo.append(("INSERT INTO console (run, time, stream, line) VALUES (?, ?, ?, ?)", rows))
-        if evict:
-            todo.append((
-                "DELETE FROM console WHERE rowid IN (SELECT rowid FROM console WHERE run = ? "
-                f"AND rowid > ({mark}) ORDER BY rowid LIMIT ?)", (run, run, int(evict))))
-        if marker is not None and not marker[1]:
-            todo.append(("DELETE FROM console WHERE run = ? AND stream = 'tracklab'", (run,)))
-        if todo:
-            self._write(todo)
+        if evict is not None:
+            todo.append(("DELETE FROM console WHERE run = ? AND rowid > ? AND rowid <= ?",
+                         (run, *evict)))
+        if marker is not None:
+            todo.append(("UPDATE console SET line = ? WHERE rowid = ? AND run = ?",
+                         (marker[1], marker[0], run)) if marker[1] else
+                        ("DELETE FROM console WHERE rowid = ? AND run = ?", (marker[0], run)))
+        if not todo:
+            return 0
+        todo.append(("SELECT last_insert_rowid()", ()))
+        cur = self._write(todo)
+        return int(cur.fetchone()[0]) if rows else 0
 
     def console(self, run: int, stream: str | None = None, tail: int | None = None,
                 after_rowid: int = 0) -> list[tuple[int, float, str, str]]:

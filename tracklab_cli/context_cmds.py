@@ -1,0 +1,83 @@
+"""``tracklab logs`` and ``tracklab tag``: a run's captured output, and its tags."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from .app import app, fail, library_errors
+
+
+class Stream(str, Enum):
+    stdout = "stdout"
+    stderr = "stderr"
+
+
+@app.command()
+def logs(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix, name, or 'latest'.")],
+    tail: Annotated[int | None, typer.Option("--tail", "-n", min=0,
+                                             help="Only the last N lines.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f",
+                                         help="Keep printing new lines while the run is live."
+                                         )] = False,
+    stream: Annotated[Stream | None, typer.Option("--stream", help="Only this stream.")] = None,
+    dir: Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")] = None,
+) -> None:
+    """Print the output a run's command printed, as `tracklab run` captured it.
+
+    Lines come as stored: colour codes kept, a progress bar as its last state. Where a long
+    output was cut to the capture limit, one [tracklab: ...] line says how much is left out.
+
+    Example: tracklab logs latest --tail 50 --follow
+    """
+    from tracklab.context import console_lines, follow_console
+    from tracklab.runs import open_run
+
+    which = stream.value if stream is not None else None
+    out = sys.stdout
+    with library_errors():
+        view = open_run(run, dir)
+    try:
+        with library_errors():
+            if not follow:
+                for r in console_lines(view, which, tail):
+                    out.write(r["line"] + "\n")
+                return
+            for batch in follow_console(view, which, tail):
+                for r in batch:
+                    out.write(r["line"] + "\n")
+                out.flush()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except BrokenPipeError:  # `tracklab logs RUN | head`
+        sys.stderr.close()
+        raise typer.Exit(0) from None
+    finally:
+        view.close()
+
+
+@app.command()
+def tag(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix, name, or 'latest'.")],
+    tags: Annotated[list[str], typer.Argument(help="Tags to add (or remove).")],
+    remove: Annotated[bool, typer.Option("--remove", "-r",
+                                         help="Remove these tags instead.")] = False,
+    dir: Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")] = None,
+) -> None:
+    """Add tags to a run (or remove them), and print the run's tags.
+
+    Find runs by tag with `tracklab ls --tag TAG`.
+
+    Example: tracklab tag latest baseline lr-sweep
+    """
+    from tracklab.context import tag_run
+
+    if any(not t.strip() for t in tags):
+        raise fail("a tag cannot be empty", 2)
+    with library_errors():
+        result = tag_run(run, tags, remove=remove, dir=dir)
+    sys.stdout.write((", ".join(result) if result else "(no tags)") + "\n")
