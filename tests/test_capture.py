@@ -22,7 +22,7 @@ import pytest
 
 import tracklab
 from tests.conftest import TRACKLAB, run_tracklab, write_script
-from tracklab.capture import final_segment
+from tracklab.console_store import final_segment
 
 
 def run_in_pty(args: list[str], rows: int = 31, cols: int = 101, timeout: float = 120

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tracklab import diagnose as dg
-from tracklab.diagnose import diagnose, read_samples, resources, summarize_samples
+from tracklab import diagnose_data
+from tracklab.diagnose import diagnose
+from tracklab.diagnose_data import read_samples, resources, summarize_samples
 
 GiB = 2**30
 MiB = 2**20
@@ -366,7 +367,8 @@ def test_stored_run_is_read_with_a_bounded_number_of_samples(isolated_env: Path,
     finally:
         view.close()
     f = only(found, "input-bound")
-    assert 60 <= f["figures"]["idle_share"] <= 64 and f["figures"]["samples"] <= dg.MAX_SAMPLES + 1
+    assert 60 <= f["figures"]["idle_share"] <= 64 \
+        and f["figures"]["samples"] <= diagnose_data.MAX_SAMPLES + 1
 
 
 def test_show_has_a_diagnosis_section_with_evidence(isolated_env: Path) -> None:
@@ -396,7 +398,7 @@ def test_show_says_nothing_to_report_for_a_healthy_run(isolated_env: Path) -> No
 
 def test_report_includes_the_diagnosis(isolated_env: Path) -> None:
     import tracklab
-    from tracklab.views import report_html
+    from tracklab.report import report_html
 
     store_run(isolated_env, series(waiting))
     view = tracklab.open_run("diag1")

@@ -53,6 +53,18 @@ class UsageError(TracklabError):
     __module__ = "tracklab"
 
 
+class MissingExtra(TracklabError):
+    """An optional dependency is missing; ``hint`` is the command that installs it."""
+
+    __module__ = "tracklab"
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        self.hint = f"pip install 'tracklab[{extra}]'"
+        super().__init__(f"{package} is not installed; install it with: {self.hint}")
+
+
 class TracklabWarning(UserWarning):
     """Warnings about dropped values, unavailable stores and monitoring that degraded."""
 

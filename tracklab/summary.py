@@ -75,7 +75,8 @@ def summarize(view: RunView) -> dict[str, Any]:
     names = {g.get("id"): g.get("name") for g in (info.get("system") or {}).get("gpus", [])}
     for g in gpus:
         g["name"] = names.get(g["id"])
-    from .diagnose import MAX_SAMPLES, diagnose, read_samples, resources
+    from .diagnose import diagnose
+    from .diagnose_data import MAX_SAMPLES, read_samples, resources
     from .views import attach_trends  # sparklines: about 40 index seeks, whatever the run's size
 
     # issue 6: findings from the statistics and at most MAX_SAMPLES evenly spaced samples

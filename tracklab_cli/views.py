@@ -183,12 +183,12 @@ def report(
 
     Example: tracklab report latest -o report.html
     """
-    from tracklab import views
+    from tracklab.report import report_html
 
     with library_errors():
         view = _open(run, dir)
         try:
-            html = views.report_html(view)
+            html = report_html(view)
         finally:
             view.close()
     if output is None:
