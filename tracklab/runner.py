@@ -373,6 +373,8 @@ class _Record:
 def _stem(command: list[str]) -> str:
     if "-m" in command[:-1]:  # python -m package.module: the module's last part
         return command[command.index("-m") + 1].rsplit(".", 1)[-1] or "run"
+    if "-c" in command[:-1]:  # python -c CODE: the code is no name
+        return os.path.basename(command[0]) or "run"
     words = [w for w in command if not w.startswith("-")]
     pick = words[1] if len(words) > 1 and os.path.basename(words[0]).startswith("python") \
         else (words[0] if words else "run")

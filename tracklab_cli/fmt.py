@@ -56,8 +56,11 @@ def duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
 
 
-def when(ts: float | None) -> str:
-    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+def when(ts: float | None, short: bool = False) -> str:
+    """Local time; ``short`` drops the year and seconds (for tables)."""
+    if ts is None:
+        return "-"
+    return time.strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def end_line(result: Any) -> str:

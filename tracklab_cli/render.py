@@ -130,21 +130,43 @@ def show(data: dict[str, Any]) -> None:
         c.print("[dim]no training metrics[/dim]")
 
 
+_LS_CAPS = {"name": 20, "project": 12}
+
+
 def run_list(runs: list[dict[str, Any]]) -> None:
     c = console()
     if not runs:
         c.print("no runs")
         return
-    t = Table()
     peaks = [(h, f) for h, f in _LS_PEAKS if any(f(_peaks(r)) for r in runs)]  # issue 6
-    for col in ("id", "name", "project", "status", "exit", "started", "duration",
-                *(h for h, _ in peaks), "command"):
-        t.add_column(col, overflow="fold" if col == "command" else "ellipsis")
-    for r in runs:
-        t.add_row(r["id"], str(r["name"]), str(r["project"]), status_text(r["status"]),
-                  "-" if r.get("exit_code") is None else str(r["exit_code"]),
-                  when(r.get("started_at")), duration(r.get("duration")),
-                  *(f(_peaks(r)) or "-" for _, f in peaks), command_text(r.get("command")))
+    cols = ["id", "name", "project", "status", "exit", "started", "duration",
+            *(h for h, _ in peaks), "command"]
+    rows = [[r["id"], str(r["name"]), str(r["project"]), r["status"],
+             "-" if r.get("exit_code") is None else str(r["exit_code"]),
+             when(r.get("started_at"), short=True), duration(r.get("duration")),
+             *(f(_peaks(r)) or "-" for _, f in peaks), command_text(r.get("command"))]
+            for r in runs]
+    # One line per run. Short columns keep their full width; name and project are capped; the
+    # command gets what is left of the terminal. If even that does not fit, the peak columns
+    # and then the start time give way (`tracklab ls --json` has everything).
+    widths = [max(len(col), *(len(row[i]) for row in rows)) for i, col in enumerate(cols)]
+    for i, col in enumerate(cols):
+        if col in _LS_CAPS:
+            widths[i] = min(widths[i], _LS_CAPS[col])
+    for drop in [*(h for h, _ in peaks), "started", None]:
+        fixed = sum(widths[:-1]) + 3 * len(cols) + 1  # cell padding and borders
+        if fixed + 12 <= c.width or drop is None:
+            break
+        i = cols.index(drop)
+        del cols[i], widths[i]
+        for row in rows:
+            del row[i]
+    widths[-1] = max(10, min(widths[-1], c.width - fixed))
+    t = Table()
+    for col, width in zip(cols, widths):
+        t.add_column(col, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
+    for row in rows:
+        t.add_row(*row[:3], status_text(row[3]), *row[4:])
     c.print(t)
 
 
@@ -271,7 +293,8 @@ def context_rows(head: Table, data: dict[str, Any]) -> None:
                                                for k, v in _flat(user))))
     out = (info.get("summary") or {}).get("console") or {}
     if out.get("captured"):
-        text = f"{out.get('lines', 0):,} lines stored (tracklab logs {info['id']})"
+        n = out.get("lines", 0)
+        text = f"{n:,} line{'' if n == 1 else 's'} stored (tracklab logs {info['id']})"
         if out.get("trimmed"):
             text += f", {out['trimmed']:,} left out in the middle (limit {size(out['limit'])})"
         if out.get("dropped"):
