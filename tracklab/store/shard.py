@@ -7,6 +7,7 @@ write lock up front so concurrent writers queue on the busy timeout instead of f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -87,19 +88,16 @@ class Shard:
 
     # -- transactions ---------------------------------------------------------------------------
 
-    def _write(self, statements: Iterable[tuple[str, Any]]) -> Any:
-        """Run statements in one write transaction. Raises StoreError (locked, full, corrupt)."""
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: the write lock up front, so concurrent
+        writers queue on the busy timeout). Raises StoreError (locked, full, corrupt)."""
         with self._lock:
             c = self.conn
-            cur = None
             try:
                 c.execute("BEGIN IMMEDIATE")
                 try:
-                    for sql, params in statements:
-                        if isinstance(params, list):
-                            cur = c.executemany(sql, params)
-                        else:
-                            cur = c.execute(sql, params)
+                    yield c
                     c.execute("COMMIT")
                 except BaseException:
                     if c.in_transaction:
@@ -107,7 +105,17 @@ class Shard:
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(self.path, str(exc)) from None
-            return cur
+
+    def _write(self, statements: Iterable[tuple[str, Any]]) -> Any:
+        """Run statements in one write transaction; returns the last cursor."""
+        cur = None
+        with self._transaction() as c:
+            for sql, params in statements:
+                if isinstance(params, list):
+                    cur = c.executemany(sql, params)
+                else:
+                    cur = c.execute(sql, params)
+        return cur
 
     # -- runs -------------------------------------------------------------------------------------
 
@@ -140,23 +148,12 @@ class Shard:
         cols = [c for c in fields if c in RUN_COLUMNS and c not in ("num", column)]
         if column not in RUN_COLUMNS or column == "num":
             raise ValueError(f"not a run column: {column!r}")
-        with self._lock:
-            c = self.conn
-            try:
-                c.execute("BEGIN IMMEDIATE")
-                try:
-                    row = c.execute(f"SELECT {column} FROM runs WHERE num = ?", (num,)).fetchone()
-                    new = edit(None if row is None or row[0] is None else json.loads(row[0]))
-                    sets = "".join(f", {k} = ?" for k in cols)
-                    c.execute(f"UPDATE runs SET {column} = ?{sets} WHERE num = ?",
-                              (dumps_exact(new), *(fields[k] for k in cols), num))
-                    c.execute("COMMIT")
-                except BaseException:
-                    if c.in_transaction:
-                        c.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(self.path, str(exc)) from None
+        with self._transaction() as c:
+            row = c.execute(f"SELECT {column} FROM runs WHERE num = ?", (num,)).fetchone()
+            new = edit(None if row is None or row[0] is None else json.loads(row[0]))
+            sets = "".join(f", {k} = ?" for k in cols)
+            c.execute(f"UPDATE runs SET {column} = ?{sets} WHERE num = ?",
+                      (dumps_exact(new), *(fields[k] for k in cols), num))
         return new
 
     def add_proc(self, run: int, pid: int, rank: int | None, local_rank: int | None,
