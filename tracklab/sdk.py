@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import struct
 import sys
 import threading
 import time
@@ -31,6 +32,19 @@ def _logger() -> Any:
 
 
 _PLAIN = frozenset((float, int, bool))
+_FLOATS = frozenset((float,))
+ITEM_WIDTH = 5  # a log() call is queued as step, time, keys, fmt, packed values (see writer)
+WAKE_AT_ITEMS = 50_000 * ITEM_WIDTH  # a queue this long wakes the writer before its tick
+# A writer that cannot keep up for this long (a hung disk) costs points, not the machine's memory.
+MAX_QUEUED_ITEMS = 1_000_000 * ITEM_WIDTH
+_PACKERS: dict[int, Any] = {}
+
+
+def _pack_doubles(n: int) -> Any:
+    pack = _PACKERS.get(n)
+    if pack is None:
+        pack = _PACKERS[n] = struct.Struct(f"<{n}d").pack  # the codec's all-float format
+    return pack
 _time = time.time
 
 _current: Run | None = None
@@ -103,7 +117,7 @@ class Run:
 
     def _open(self, system_monitor: bool) -> None:
         from . import store
-        from .store.codec import dumps_exact
+        from .store.codec import dumps_exact, encode_values
         from .writer import PointWriter
 
         shard = store.open_shard(self.dir, self.node)
@@ -140,6 +154,7 @@ class Run:
         self._writer = PointWriter(lambda: store.Shard(path), num, proc,
                                    heartbeat=not self.attached, shard_path=path)
         self.queue = self._writer.queue
+        self._encode = encode_values
         if not self.attached:
             # Describing the machine reads NVML, which can hang: its own thread, never waited on.
             threading.Thread(target=self._record_system, name="tracklab-sysinfo",
@@ -216,9 +231,15 @@ class Run:
             self._warn("type", f"tracklab: log() takes a dict of metrics, not "
                        f"{type(data).__name__}; ignored")
             return
-        if not _PLAIN.issuperset(map(type, vals)):
-            data = self._clean(data)
-            vals = tuple(data.values())
+        # Values are packed here, into bytes: the queue then holds no object the garbage
+        # collector tracks, so a long queue never makes a collection (a stall) longer.
+        if _FLOATS.issuperset(map(type, vals)):
+            fmt, blob = None, _pack_doubles(len(vals))(*vals)
+        else:
+            if not _PLAIN.issuperset(map(type, vals)):
+                data = self._clean(data)
+                vals = tuple(data.values())
+            fmt, blob = self._encode(vals)
         if step is None or type(step) is not int or step < 0:
             step = self._step if step is None else self._clean_step(step)
         self._step = step + 1
@@ -228,9 +249,15 @@ class Run:
         else:
             self._keys = keys
         q = self.queue
-        q.append((step, _time(), keys, vals))
-        if len(q) >= 50_000:
+        q.extend((step, _time(), keys, fmt, blob))  # one atomic extend: ITEM_WIDTH items
+        if len(q) >= WAKE_AT_ITEMS:
             self._writer.wake()
+            if len(q) > MAX_QUEUED_ITEMS:
+                for _ in range(ITEM_WIDTH):
+                    q.pop()
+                self._writer.dropped += 1
+                self._warn("full", "tracklab: the store is not keeping up (1,000,000 rows "
+                           "waiting); new metrics are dropped until it does")
 
     def _clean(self, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}

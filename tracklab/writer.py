@@ -19,26 +19,26 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import StoreError
+from .sdk import ITEM_WIDTH
 from .store import Shard
-from .store.codec import _doubles, dumps_exact, encode_values
+from .store.codec import decode_values, dumps_exact, encode_values
 
 log = logging.getLogger("tracklab.writer")
 
 FLUSH_EVERY_S = 1.0
 MAX_KEY_LENGTH = 256
 MAX_KEYS_PER_RUN = 10_000
-WAKE_AT = 50_000          # queued rows that wake the writer early
-MAX_QUEUED = 2_000_000    # beyond this (writer stuck), rows are dropped with a warning
-CHUNK = 20_000
-SLICE = 2_000             # calls packed between two yields of the GIL
-_FLOATS = frozenset((float,))
+CHUNK = 1_000             # rows per transaction: bounds the writer's memory and its GIL holds
+SLICE = 250               # calls handled between two yields of the GIL (~0.5 ms of work)
 
 
 class PointWriter:
     def __init__(self, connect: Callable[[], Shard], run_num: int, proc_num: int,
                  heartbeat: bool = False, shard_path: str | None = None) -> None:
         self.shard_path = shard_path
-        self.queue: deque[tuple[int, float, tuple[Any, ...], tuple[Any, ...]]] = deque()
+        # flat: ITEM_WIDTH items per log() call (step, time, keys, fmt, packed values), all
+        # of them objects the garbage collector does not track
+        self.queue: deque[Any] = deque()
         self.run_num = run_num
         self.proc_num = proc_num
         self.written = 0
@@ -129,8 +129,9 @@ class PointWriter:
     def _drain(self, shard: Shard | None) -> None:
         q = self.queue
         while q:
-            n = min(len(q), CHUNK)
-            items = [q.popleft() for _ in range(n)]
+            n = min(len(q) // ITEM_WIDTH, CHUNK)
+            pop = q.popleft
+            items = [(pop(), pop(), pop(), pop(), pop()) for _ in range(n)]
             if shard is None:
                 self.dropped += n
                 continue
@@ -175,14 +176,14 @@ class PointWriter:
             if ks is None:
                 continue
             num, keep = ks
-            vals_list = [it[3] for it in group]
-            if keep is not None:
+            vals_list = [decode_values(fmt, blob) for _s, _t, _k, fmt, blob in group]
+            if keep is None:
+                rows.extend((run, proc, step, t, num, fmt, blob)
+                            for step, t, _k, fmt, blob in group)
+            else:  # some names were refused: re-pack the values that stay
                 keys = tuple(keys[k] for k in keep)
                 vals_list = [tuple(v[k] for k in keep) for v in vals_list]
-            for (step, t, _k, _v), vals in zip(group, vals_list):
-                if _FLOATS.issuperset(map(type, vals)):
-                    rows.append((run, proc, step, t, num, None, _doubles(len(vals)).pack(*vals)))
-                else:
+                for (step, t, _k, _f, _b), vals in zip(group, vals_list):
                     fmt, blob = encode_values(vals)
                     rows.append((run, proc, step, t, num, fmt, blob))
             last_step, last_time = group[-1][0], group[-1][1]
