@@ -61,20 +61,22 @@ class SampleRecorder:
 
     def _update(self, paths: list[str], values: list[Any]) -> None:
         stats = self.stats
+        get = stats.get
         for p, v in zip(paths, values):
-            if type(v) not in (int, float) or v != v:
+            tv = type(v)
+            if (tv is not float and tv is not int) or v != v:
                 continue
-            s = stats.get(p)
+            s = get(p)
             if s is None:
                 stats[p] = [v, v, v, 1, v]
-            else:
-                if v < s[0]:
-                    s[0] = v
-                if v > s[1]:
-                    s[1] = v
-                s[2] += v
-                s[3] += 1
-                s[4] = v
+                continue
+            if v < s[0]:
+                s[0] = v
+            elif v > s[1]:
+                s[1] = v
+            s[2] += v
+            s[3] += 1
+            s[4] = v
 
     def close(self) -> None:
         with self._lock:

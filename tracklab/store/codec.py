@@ -70,26 +70,41 @@ def loads_exact(text: str | bytes | None) -> Any:
 
 
 def flatten(tree: Any, prefix: str = "") -> tuple[list[str], list[Any]]:
-    """Flatten nested dicts and lists into dotted paths (list items by index)."""
+    """Flatten nested dicts and lists into dotted paths (list items by index).
+
+    Runs on every sample, so leaves are handled inline (no call per value) and types are
+    compared exactly rather than with isinstance.
+    """
     paths: list[str] = []
     values: list[Any] = []
+    add_path, add_value = paths.append, values.append
 
     def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
+        if type(node) is dict:
             if not node:
-                paths.append(path + "{}")
-                values.append(None)
-            for k, v in node.items():
-                walk(v, f"{path}.{k}" if path else str(k))
-        elif isinstance(node, list):
+                add_path(path + "{}")
+                add_value(None)
+                return
+            items: Any = node.items()
+        elif type(node) is list:
             if not node:
-                paths.append(path + "[]")
-                values.append(None)
-            for i, v in enumerate(node):
-                walk(v, f"{path}.{i}")
+                add_path(path + "[]")
+                add_value(None)
+                return
+            items = enumerate(node)
         else:
-            paths.append(path)
-            values.append(node)
+            add_path(path)
+            add_value(node)
+            return
+        pre = path + "." if path else ""
+        for k, v in items:
+            name = pre + (k if type(k) is str else str(k))
+            tv = type(v)
+            if tv is dict or tv is list:
+                walk(v, name)
+            else:
+                add_path(name)
+                add_value(v)
 
     walk(tree, prefix)
     return paths, values
