@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .runs import RunView
+from .textfmt import number
 from .views import panels
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
@@ -22,30 +23,8 @@ _W, _H, _L, _R, _T, _B = 760, 180, 72, 14, 10, 24  # chart size and margins, in 
 
 
 def _fmt(v: Any, unit: str = "") -> str:
-    """A value as text with its unit (the report's twin of the CLI's ``fmt.number``)."""
-    if v is None:
-        return "–"
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v).lower() if isinstance(v, bool) else str(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if unit == "s":
-        m, s = divmod(int(v), 60)
-        h, m = divmod(m, 60)
-        return f"{v:.1f} s" if v < 60 else f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
-    if unit in ("B", "B/s"):
-        x, u = float(v), "B"
-        for u in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if abs(x) < 1024 or u == "TiB":
-                break
-            x /= 1024
-        return (f"{x:.0f} B" if u == "B" else f"{x:.1f} {u}") + ("/s" if unit == "B/s" else "")
-    if isinstance(v, int):
-        text = f"{v:,}"
-    else:
-        text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.1f}" if abs(v) >= 10 or v == 0 \
-            else f"{v:.4g}"
-    return text + "%" if unit == "%" else f"{text} {unit}".strip()
+    """A value as text with its unit (the CLI's formatting; an en dash when missing)."""
+    return "–" if v is None else number(v, unit)
 
 
 def _elapsed(s: float) -> str:
