@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import (
+    bench_capture,
     bench_compare,
     bench_concurrency,
     bench_log,
@@ -39,6 +40,7 @@ BENCHES: dict[str, Callable[[Ctx], list[Row]]] = {
     "memory": bench_memory.bench,      # figure 7
     "soak": bench_soak.bench,          # figure 9, only with --only soak
     "compare": bench_compare.bench,    # figure 10
+    "capture": bench_capture.bench,    # issue 8: console capture's cost to the child
 }
 OPT_IN = {"soak"}
 
