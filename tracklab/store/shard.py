@@ -75,10 +75,14 @@ class Shard:
                     finally:
                         upgrade.close()
                 # version 0: being created right now; readers skip it (see runs._open_shards)
-        except sqlite3.Error as exc:
-            raise StoreError(path, str(exc)) from None
-        except OSError as exc:
-            raise StoreError(path, exc.strerror or str(exc)) from None
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            conn = getattr(self, "conn", None)
+            if conn is not None:
+                conn.close()  # not left to the garbage collector (a ResourceWarning, later)
+            if isinstance(exc, StoreError):
+                raise
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StoreError(path, reason) from None
 
     def close(self) -> None:
         try:
