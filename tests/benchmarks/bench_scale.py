@@ -156,8 +156,10 @@ def bench(ctx: Ctx) -> list[Row]:
                     f"{fmt(t['show big'])}  (--json {fmt(t['show json big'])})", "", None))
     for cmd in ("report", "watch"):
         if f"{cmd} big" in t:
+            tail = ["-o", str(ctx.tmp / "profile-report.html")] if cmd == "report" else ["--once"]
             rows.append(ratio_row("issue 7", f"{cmd} on the {nsamp:,}-sample run",
-                                  t[f"{cmd} big"], t[f"{cmd} small"], 1.5, base_label="small"))
+                                  t[f"{cmd} big"], t[f"{cmd} small"], 1.5, base_label="small",
+                                  profile=cprof(cmd, big["run_id"], *tail, store=big["store"])))
         elif cmd not in extra:
             rows.append(Row("issue 7", f"{cmd} on the {nsamp:,}-sample run",
                             f"skipped: no '{cmd}' command yet", "", None))

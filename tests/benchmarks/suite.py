@@ -196,9 +196,12 @@ def profile(spec: tuple[Any, ...], ctx: Ctx) -> str:
         subprocess.run([PY, "-m", "cProfile", "-o", str(out), *argv], cwd=ROOT,
                        env=env(store, **(extra or {})), capture_output=True, timeout=600)
         buf = io.StringIO()
-        pstats.Stats(str(out), stream=buf).strip_dirs().sort_stats("cumulative").print_stats(15)
-        lines = [ln for ln in buf.getvalue().splitlines() if ln.strip() and "Ordered by" not in ln]
-        return "\n".join(lines)
+        # tracklab's own functions only: the CLI's frames (runpy, typer, click) would fill the top
+        pstats.Stats(str(out), stream=buf).sort_stats("cumulative").print_stats(
+            r"/tracklab(_cli)?/", 15)
+        lines = [ln.replace(str(ROOT) + "/", "") for ln in buf.getvalue().splitlines()
+                 if ln.strip() and "Ordered by" not in ln and "List reduced" not in ln]
+        return "(tracklab's own functions, by cumulative time)\n" + "\n".join(lines[1:])
     if kind == "importtime":
         _, code = spec
         p = subprocess.run([PY, "-X", "importtime", "-c", code], cwd=ROOT, env=env(None),
