@@ -126,17 +126,6 @@ def _numbers(values: list[Any], form: str) -> str:
     return ",".join("null" if v is None else form % v for v in values)
 
 
-def _diagnosis(view: RunView) -> list[Any] | None:
-    """Findings of ``tracklab.diagnose.diagnose(view)`` when that module exists, else None
-    (``summarize`` already carries them where it diagnoses)."""
-    try:
-        from . import diagnose  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(diagnose, "diagnose", None)
-    return None if fn is None else list(fn(view))
-
-
 def _finding(f: Any) -> tuple[str, str, str]:
     def get(*names: str) -> Any:
         for n in names:
@@ -185,7 +174,7 @@ def report_html(view: RunView, n: int = 400) -> str:
              f"<p class=\"status s-{escape(info['status'])}\">{escape(status)}</p>"
              + _table(["", ""], [[k, str(v)] for k, v in kv if v]).replace(
                  "<thead><tr><th></th><th></th></tr></thead>", "") + "</header>"]
-    findings = data["diagnosis"] if "diagnosis" in data else _diagnosis(view)
+    findings = data["diagnosis"]
     if findings is not None:
         items = "".join(f"<li><b>{escape(sev)}</b> {escape(msg)}"
                         + (f"<div class=\"ev\">{escape(ev)}</div>" if ev else "") + "</li>"
