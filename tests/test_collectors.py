@@ -37,3 +37,30 @@ def test_process_and_thread_counts_are_plausible() -> None:
         stop.set()
         for t in extra:
             t.join()
+
+
+def test_disk_totals_match_psutil() -> None:
+    import psutil
+
+    from tracklab.collectors.disk import _diskstats
+
+    ours, theirs = _diskstats(), psutil.disk_io_counters()
+    if ours is None or theirs is None:
+        import pytest
+
+        pytest.skip("no /proc/diskstats on this system")
+    # read a moment apart: counters only grow, and by little
+    assert theirs.read_bytes >= ours.read_bytes and theirs.read_count >= ours.read_count
+    assert theirs.write_count - ours.write_count < 10_000
+
+
+def test_memory_matches_psutil() -> None:
+    import psutil
+
+    from tracklab.collectors.memory import MemoryCollector
+
+    mem = MemoryCollector().collect()
+    vm, sw = psutil.virtual_memory(), psutil.swap_memory()
+    assert mem["total"] == vm.total and mem["swap"]["total"] == sw.total
+    assert abs(mem["usage"] - vm.percent) < 2.0
+    assert abs(mem["available"] - vm.available) < 64 * 2**20

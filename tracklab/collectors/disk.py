@@ -4,9 +4,48 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
+
+
+class _Totals(NamedTuple):
+    read_bytes: int
+    write_bytes: int
+    read_count: int
+    write_count: int
+
+
+_DISKS: list[frozenset[str]] = []
+
+
+def _diskstats() -> _Totals | None:
+    """Whole-disk IO totals from /proc/diskstats (sectors of 512 bytes), partitions left out.
+
+    psutil checks sysfs for every device on every call (0.2 ms here); the list of whole disks
+    (/sys/block) is read once instead. None where /proc/diskstats is missing.
+    """
+    try:
+        with open("/proc/diskstats", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    if not _DISKS:
+        try:
+            _DISKS.append(frozenset(os.listdir("/sys/block")))
+        except OSError:
+            return None
+    disks = _DISKS[0]
+    rb = wb = rc = wc = 0
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 10 or f[2].decode() not in disks:
+            continue
+        rc += int(f[3])
+        rb += int(f[5]) * 512
+        wc += int(f[7])
+        wb += int(f[9]) * 512
+    return _Totals(rb, wb, rc, wc)
 
 
 class DiskCollector:
@@ -15,10 +54,12 @@ class DiskCollector:
         self._last = self._counters()
 
     def _counters(self) -> tuple[float, Any] | None:
-        try:
-            c = psutil.disk_io_counters(perdisk=False)
-        except (OSError, RuntimeError):
-            return None
+        c = _diskstats()
+        if c is None:
+            try:
+                c = psutil.disk_io_counters(perdisk=False)
+            except (OSError, RuntimeError):
+                return None
         return (time.monotonic(), c) if c else None
 
     def collect(self) -> dict[str, Any]:
