@@ -33,7 +33,7 @@ from ._util import (
     window,
 )
 from .bench_log import KEYS
-from .fixtures import make_run, start_tree, stop_tree
+from .fixtures import full_sampling, make_run
 
 MB = 1e6
 
@@ -41,18 +41,8 @@ MB = 1e6
 def worker_drive(samples: int, store: str) -> dict[str, Any]:
     import psutil
 
-    from tracklab import _env
-    from tracklab.collectors import SystemCollectors
-    from tracklab.recorder import SampleRecorder
-
     me = psutil.Process()
-    tree = start_tree()
-    try:
-        os.environ["TRACKLAB_FAKE_NVML_PIDS"] = f"{tree.pid}:2000000000"
-        path, num, _ = make_run(store)
-        collectors = SystemCollectors(_env.node_id(), disk_path=store, root_pid=tree.pid)
-        collectors.prime()
-        rec = SampleRecorder(path, num, heartbeat=True)
+    with full_sampling(store) as (collectors, rec, _path):
         warm = max(1, samples // 20)
         every = max(1, samples // 200)
         series = []
@@ -63,14 +53,10 @@ def worker_drive(samples: int, store: str) -> dict[str, Any]:
                 if i % every == 0 or i == warm:
                     series.append((i, me.memory_info().rss))
         t = time.perf_counter() - t0
-        rec.close()
-        collectors.close()
-        at_warm = next(r for i, r in series if i >= warm)
-        return {"seconds": t, "warm_at": warm, "rss_warm": at_warm, "rss_end": series[-1][1],
-                "rss_max": max(r for _, r in series), "series": series[::10],
-                "written": rec.count - rec.dropped}
-    finally:
-        stop_tree(tree)
+    at_warm = next(r for i, r in series if i >= warm)
+    return {"seconds": t, "warm_at": warm, "rss_warm": at_warm, "rss_end": series[-1][1],
+            "rss_max": max(r for _, r in series), "series": series[::10],
+            "written": rec.count - rec.dropped}
 
 
 def worker_train(steps: int, work_us: float = 0.0) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ._util import FAKE_GPUS, Ctx, Row, checkpointed_size, median, run_worker, window
-from .fixtures import make_run, start_tree, stop_tree
+from .fixtures import full_sampling
 
 GAP_S = 0.005  # between samples, so rates and process CPU have a non-zero interval
 
@@ -52,18 +52,9 @@ class _SpawnCounter:
 
 def worker_sample(samples: int, store: str, warmup: int = 20, family_reps: int = 50
                   ) -> dict[str, Any]:
-    from tracklab import _env
-    from tracklab.collectors import SystemCollectors
-    from tracklab.recorder import SampleRecorder
     from tracklab.store.codec import dumps_exact, encode_sample, flatten
 
-    tree = start_tree()
-    try:
-        os.environ["TRACKLAB_FAKE_NVML_PIDS"] = f"{tree.pid}:2000000000"
-        path, num, _ = make_run(store)
-        collectors = SystemCollectors(_env.node_id(), disk_path=store, root_pid=tree.pid)
-        collectors.prime()
-        rec = SampleRecorder(path, num, heartbeat=True)
+    with full_sampling(store) as (collectors, rec, path):
         tt = time.process_time
         for _ in range(warmup):
             time.sleep(GAP_S)
@@ -90,24 +81,20 @@ def worker_sample(samples: int, store: str, warmup: int = 20, family_reps: int =
             for _ in range(family_reps):
                 collectors.snapshot((fam,))
             families[fam] = (tt() - c0) / family_reps
-        body = {k: v for k, v in snap.items() if k not in ("nodeId", "timestamp")}
-        _, values = flatten(body)
-        rec.close()
-        collectors.close()
-        total = [a + b for a, b in zip(collect, write)]
-        total.sort()
-        return {
-            "cpu_mean": sum(total) / samples, "cpu_p50": total[samples // 2],
-            "cpu_p99": total[min(samples - 1, int(samples * 0.99))],
-            "collect_mean": sum(collect) / samples, "write_mean": sum(write) / samples,
-            "bytes_per_sample": (after - before) / samples, "spawned": spawned,
-            "families": families, "values": len(values),
-            "gpus": len(snap.get("accelerators") or []),
-            "procs": (snap.get("process") or {}).get("count"),
-            "json_bytes": len(dumps_exact(values)), "blob_bytes": len(encode_sample(values)),
-        }
-    finally:
-        stop_tree(tree)
+    body = {k: v for k, v in snap.items() if k not in ("nodeId", "timestamp")}
+    _, values = flatten(body)
+    total = [a + b for a, b in zip(collect, write)]
+    total.sort()
+    return {
+        "cpu_mean": sum(total) / samples, "cpu_p50": total[samples // 2],
+        "cpu_p99": total[min(samples - 1, int(samples * 0.99))],
+        "collect_mean": sum(collect) / samples, "write_mean": sum(write) / samples,
+        "bytes_per_sample": (after - before) / samples, "spawned": spawned,
+        "families": families, "values": len(values),
+        "gpus": len(snap.get("accelerators") or []),
+        "procs": (snap.get("process") or {}).get("count"),
+        "json_bytes": len(dumps_exact(values)), "blob_bytes": len(encode_sample(values)),
+    }
 
 
 def worker_baseline(samples: int, path: str) -> dict[str, Any]:

@@ -7,10 +7,12 @@ where the key hashes the store's code and this file: a change to either rebuilds
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,31 @@ def stop_tree(p: subprocess.Popen[str]) -> None:
     except (OSError, subprocess.TimeoutExpired):
         p.kill()
         p.wait()
+
+
+@contextlib.contextmanager
+def full_sampling(store: str) -> Iterator[tuple[Any, Any, str]]:
+    """What a wrapper samples: a real process tree (its pid given 2 GB on fake GPU 0), all
+    collectors primed, and a recorder on a new run. Yields ``(collectors, recorder, shard_path)``
+    and closes them all."""
+    from tracklab import _env
+    from tracklab.collectors import SystemCollectors
+    from tracklab.recorder import SampleRecorder
+
+    tree = start_tree()
+    try:
+        os.environ["TRACKLAB_FAKE_NVML_PIDS"] = f"{tree.pid}:2000000000"
+        path, num, _ = make_run(store)
+        collectors = SystemCollectors(_env.node_id(), disk_path=store, root_pid=tree.pid)
+        collectors.prime()
+        rec = SampleRecorder(path, num, heartbeat=True)
+        try:
+            yield collectors, rec, path
+        finally:
+            rec.close()
+            collectors.close()
+    finally:
+        stop_tree(tree)
 
 
 def make_run(store: str, run_id: str | None = None, *, status: str = "running",
