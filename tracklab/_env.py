@@ -95,3 +95,14 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 def redact_env(env: dict[str, str]) -> dict[str, str]:
     return {k: (REDACTED if is_secret_name(k) else v) for k, v in env.items()}
+
+
+def process_start() -> float | None:
+    """This process's start time (s since epoch): with the pid, it tells a reader whether the
+    process that owns a run is still the one running (pids are reused)."""
+    import psutil  # not at import time: `import tracklab` stays light
+
+    try:
+        return float(psutil.Process().create_time())
+    except psutil.Error:
+        return None

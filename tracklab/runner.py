@@ -278,7 +278,7 @@ class _Record:
                     "id": self.run_id, "name": name, "project": project, "status": "running",
                     "command": dumps_exact(_env.redact_argv(opts.command)), "cwd": os.getcwd(),
                     "host": _env.hostname(), "node": self.node, "owner": "wrapper",
-                    "pid": os.getpid(), "pid_start": _self_start(), "interval": opts.interval,
+                    "pid": os.getpid(), "pid_start": _env.process_start(), "interval": opts.interval,
                     "started_at": started, "heartbeat_at": started,
                     "config": dumps_exact(opts.config or {}), "tags": dumps_exact(list(opts.tags)),
                     "notes": opts.notes,
@@ -379,12 +379,3 @@ def _stem(command: list[str]) -> str:
     pick = words[1] if len(words) > 1 and os.path.basename(words[0]).startswith("python") \
         else (words[0] if words else "run")
     return os.path.splitext(os.path.basename(pick))[0] or "run"
-
-
-def _self_start() -> float | None:
-    import psutil
-
-    try:
-        return float(psutil.Process().create_time())
-    except psutil.Error:
-        return None

@@ -140,7 +140,7 @@ class Run:
                     "command": dumps_exact(_env.redact_argv([sys.executable, *sys.argv])),
                     "cwd": os.getcwd(), "host": _env.hostname(), "node": self.node,
                     "owner": "wrapper" if self.attached else "sdk", "pid": os.getpid(),
-                    "pid_start": _proc_start(), "config": dumps_exact(dict(self.config)),
+                    "pid_start": _env.process_start(), "config": dumps_exact(dict(self.config)),
                 })
             rank, local_rank = _env.rank_env()
             proc = shard.add_proc(num, os.getpid(), rank, local_rank, _env.hostname(), now)
@@ -518,12 +518,3 @@ def _default_name(run_id: str) -> str:
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     stem = os.path.splitext(script)[0] if script and script != "-c" else "run"
     return f"{stem}-{run_id[:4]}"
-
-
-def _proc_start() -> float | None:
-    try:
-        import psutil
-
-        return float(psutil.Process().create_time())
-    except (ImportError, OSError):
-        return None
