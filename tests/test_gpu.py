@@ -176,6 +176,11 @@ def test_not_supported_fields_are_null_and_the_rest_kept(open_gpus: Opener) -> N
     assert gpus[0]["processes"] == [{"pid": os.getpid(), "memory": 1000, "utilization": None,
                                      "inTree": True}]
     assert gpus[0]["treeMemory"] == 1000 and gpus[0]["treeUtilization"] is None
+    # a capability: asked once per GPU, not on every sample (each refusal is a driver call)
+    asked = fakes.calls["nvmlDeviceGetFanSpeed"]
+    again = c.collect({os.getpid()})
+    assert fakes.calls["nvmlDeviceGetFanSpeed"] == asked and again[1]["fanSpeed"] is None
+    assert again[0]["power"] is not None
 
 
 def test_one_unreadable_field_does_not_cost_the_gpu(open_gpus: Opener,

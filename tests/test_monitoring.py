@@ -573,3 +573,39 @@ def test_disabled_mode_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     tracklab.cleanup_run_monitor("r")
     monkeypatch.delenv("TRACKLAB_MODE")
     assert tracklab.list_runs() == []
+
+
+def test_a_custom_metric_keeps_every_digit() -> None:
+    mon = tracklab.get_run_system_monitor("r")
+    mon.log_custom_metric("custom.lr", 3.0e-5)
+    mon.log_custom_metric("custom.ratio", 0.123456789)
+    assert [s["custom"] for s in stored("r")] == [{"lr": 3.0e-5}, {"ratio": 0.123456789}]
+    assert tracklab.open_run("r").system_summary()["custom.lr"]["max"] == 3.0e-5
+
+
+def test_periodic_samples_count_at_once_and_their_statistics_are_whole_at_close(
+        isolated_env: Path) -> None:
+    """The sampler's statistics are stored every few seconds, the sample count with every sample:
+    a reader of a live run counts every sample, and a closed recorder leaves statistics that
+    cover every sample."""
+    from tracklab import store as st
+    from tracklab.recorder import SampleRecorder
+    from tracklab.store.codec import dumps_exact
+
+    shard = st.open_shard(str(isolated_env), "n")
+    num = shard.insert_run({"id": "rec1", "name": "rec", "project": "p", "status": "running",
+                            "started_at": time.time(), "heartbeat_at": time.time(), "node": "n",
+                            "owner": "sdk", "command": dumps_exact(["x"])})
+    path = shard.path
+    shard.close()
+    rec = SampleRecorder(path, num, heartbeat=False)
+    for i in range(20):
+        rec({"nodeId": "n", "timestamp": int(time.time() * 1000), "cpu": {"overall": float(i)}})
+    view = tracklab.open_run("rec1")
+    assert view.sample_count() == len(view.samples()) == 20
+    view.close()
+    rec.close()
+    view = tracklab.open_run("rec1")
+    assert view.system_summary()["cpu.overall"] == {"min": 0.0, "max": 19.0, "mean": 9.5,
+                                                    "last": 19.0, "count": 20}
+    view.close()

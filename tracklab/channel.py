@@ -103,8 +103,10 @@ class RunChannel:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def record(self, snap: dict[str, Any]) -> bool:
-        """Write one snapshot (complete or partial) into the run.
+    def record(self, snap: dict[str, Any], stats_now: bool = True) -> bool:
+        """Write one snapshot (complete or partial) into the run. ``stats_now`` stores the running
+        statistics with it, as a reading the user asked for should; periodic sampling passes
+        False (they are then stored every few seconds, and by :meth:`flush_stats`).
 
         Returns False when nothing was written: the store refused, or ``TRACKLAB_MODE=disabled``.
         """
@@ -113,8 +115,19 @@ class RunChannel:
         rec = self._ensure_recorder()
         if rec is None:
             return False
-        rec(snap)
+        rec(snap, stats_now)
         return True
+
+    def sample(self, snap: dict[str, Any]) -> None:
+        """The periodic samplers' sink: :meth:`record` without storing statistics each time."""
+        self.record(snap, stats_now=False)
+
+    def flush_stats(self) -> None:
+        """Store the running statistics if samples came since they were last stored."""
+        with self._rec_lock:
+            rec = self._recorder
+        if rec is not None:
+            rec.flush_stats()
 
     def _ensure_recorder(self) -> SampleRecorder | None:
         with self._rec_lock:

@@ -270,7 +270,7 @@ def _background(chan: RunChannel, families: tuple[str, ...] | None, interval: fl
         yield
         return
     collectors = SystemCollectors(chan.node_id, disk_path=chan.target.dir, families=families)
-    sampler = Sampler(collectors, interval, [chan.record, *extra_sinks],
+    sampler = Sampler(collectors, interval, [chan.sample, *extra_sinks],
                       name=f"tracklab-context-{chan.target.run_id}")
     try:
         collectors.prime()
@@ -284,6 +284,7 @@ def _background(chan: RunChannel, families: tuple[str, ...] | None, interval: fl
         try:
             sampler.take()
         finally:
+            chan.flush_stats()
             collectors.close()
             log.debug("background sampling of run %s stopped after %d samples",
                       chan.target.run_id, sampler.count)

@@ -84,7 +84,7 @@ class RunSystemMonitor:
     # -- the sink ---------------------------------------------------------------------------------
 
     def _sink(self, snap: dict[str, Any]) -> None:
-        self.channel.record(snap)
+        self.channel.sample(snap)
         if self.custom:
             # Custom readings were stored when they were logged; callbacks and
             # get_current_metrics() see the latest of each beside the snapshot.
@@ -131,6 +131,7 @@ class RunSystemMonitor:
         """Stop sampling (idempotent), taking one last sample; returns within ``timeout`` s."""
         if self.sampler._thread is not None:
             self.sampler.stop(timeout=timeout)
+            self.channel.flush_stats()
             log.debug("monitor for run %s stopped after %d samples", self.run_id,
                       self.sampler.count)
 

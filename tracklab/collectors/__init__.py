@@ -147,32 +147,40 @@ def _nvml_possible() -> bool:
 
 
 class _Deadline:
-    """Runs calls on one daemon worker thread and waits at most a deadline for each."""
+    """Runs calls on one daemon worker thread and waits at most a deadline for each.
+
+    The hand-off is two plain locks used as semaphores (not Events, whose Condition allocates a
+    lock per wait): it runs on every sample, so its cost is part of the sampler's.
+    """
 
     def __init__(self, name: str) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one call at a time
+        self._go = threading.Lock()
+        self._done = threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
         self._job: Any = None
-        self._have_job = threading.Event()
-        self._done = threading.Event()
         self._result: tuple[bool, Any] = (False, None)
+        self._stuck = False
         threading.Thread(target=self._loop, name=name, daemon=True).start()
 
     def _loop(self) -> None:
         while True:
-            self._have_job.wait()
-            self._have_job.clear()
+            self._go.acquire()
             try:
                 self._result = (True, self._job())
             except Exception as exc:  # noqa: BLE001 - handed back to the caller, who re-raises
                 self._result = (False, exc)
-            self._done.set()
+            self._done.release()
 
     def call(self, fn: Any, timeout: float) -> tuple[bool, Any]:
         with self._lock:
-            self._done.clear()
+            if self._stuck:
+                return False, None
             self._job = fn
-            self._have_job.set()
-            if not self._done.wait(timeout):
+            self._go.release()
+            if not self._done.acquire(True, timeout):
+                self._stuck = True  # the worker never came back: no later call may queue on it
                 return False, None
             ok, value = self._result
             if not ok and isinstance(value, Exception):

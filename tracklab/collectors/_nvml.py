@@ -107,6 +107,10 @@ class Nvml:
         self._open = True
         self._quiet = _errors(lib, _QUIET)
         self._missing: set[str] = set()  # getters the driver lacks: not called again
+        # (getter, device) pairs the device does not support (a fan on a passively cooled GPU):
+        # a capability, so not asked again; each refusal costs an NVML call and an exception
+        self._unsupported: set[tuple[str, int]] = set()  # by id(): handles live as long
+        self._not_supported: type[Exception] = getattr(lib, "NVMLError_NotSupported", ())
         self._logged: set[str] = set()
 
     @classmethod
@@ -162,6 +166,8 @@ class Nvml:
         fn = getattr(lib, getter, None)
         if fn is None or getter in self._missing or not self._open:
             return None
+        if args and (getter, id(args[0])) in self._unsupported:
+            return None
         try:
             return fn(*args)
         except lib.NVMLError_GpuIsLost as e:
@@ -171,6 +177,8 @@ class Nvml:
         except lib.NVMLError as e:
             if isinstance(e, lib.NVMLError_FunctionNotFound):
                 self._missing.add(getter)
+            elif isinstance(e, self._not_supported) and args:
+                self._unsupported.add((getter, id(args[0])))
             if not isinstance(e, self._quiet) and getter not in self._logged:
                 self._logged.add(getter)
                 log.debug("%s failed: %s: %s; its value is null", getter, type(e).__name__, e)

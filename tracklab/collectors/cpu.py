@@ -1,15 +1,24 @@
-"""CPU: overall and per-core usage (percent), frequency (MHz), temperature (°C), load, counts."""
+"""CPU: overall and per-core usage (percent), frequency (MHz), temperature (°C), load, counts.
+
+Usage and load are read on every sample (two kept-open /proc files, see ``_procfs``); frequency
+and the system-wide process count every ``_SLOW_EVERY_S`` (each costs as much as the rest of
+the collector together, and grows with cores and processes), temperatures every 10 s.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
 
+from ._procfs import ProcFiles, read_once
+
 _MIN_WINDOW_S = 0.05
 _TEMP_EVERY_S = 10.0  # hwmon scans cost milliseconds; temperatures change slowly
+_SLOW_EVERY_S = 2.0  # frequencies (a sysfs file per core) and the process count (a /proc listing)
 
 
 class CpuCollector:
@@ -17,11 +26,15 @@ class CpuCollector:
         # Usage comes from our own cpu_times() deltas: psutil.cpu_percent() keeps its previous
         # reading per thread, so priming in one thread and sampling in another (the sampler
         # thread) made every first sample a zero-length window that read 0 %.
-        self._last = _cpu_times()
+        self._files = ProcFiles()
+        self._last = self._ticks()
         self._primed_at = time.monotonic()
         self._temps: list[float | None] = []
         self._temps_at = -_TEMP_EVERY_S
         self._has_sensors = hasattr(psutil, "sensors_temperatures")
+        self._slow_at = -_SLOW_EVERY_S
+        self._freqs: tuple[list[float | None], float | None] = ([], None)
+        self._procs: int | None = None
 
     def collect(self) -> dict[str, Any]:
         if self._primed_at:
@@ -31,12 +44,17 @@ class CpuCollector:
             if wait > 0:
                 time.sleep(wait)
             self._primed_at = 0.0
-        now = _cpu_times()
+        now = self._ticks()
         per = [_percent(a, b) for a, b in zip(self._last, now)] if now and self._last else []
         self._last = now or self._last
-        freqs, freq_max = _freqs(len(per))
+        t = time.monotonic()
+        if t - self._slow_at >= _SLOW_EVERY_S or len(self._freqs[0]) != len(per):
+            self._slow_at = t
+            self._freqs = _freqs(len(per))
+            self._procs = process_count()
+        freqs, freq_max = self._freqs
         temps = self._temperatures(len(per))
-        procs, threads = process_and_thread_counts()
+        load, threads = load_and_threads(self._files.read)
         return {
             "overall": round(sum(per) / len(per), 2) if per else None,
             "cores": [
@@ -47,10 +65,29 @@ class CpuCollector:
             # as in most VMs): a CPU held below its maximum is thermally or power limited
             "frequency": _mean(freqs),
             "frequencyMax": freq_max,
-            "loadAverage": load_average(),
-            "processes": procs,
+            "loadAverage": load,
+            "processes": self._procs,
             "threads": threads,
         }
+
+    def _ticks(self) -> list[tuple[int, int]]:
+        """``(busy, total)`` clock ticks of each core since boot, from /proc/stat."""
+        data = self._files.read("/proc/stat")
+        if data is None:
+            return _psutil_ticks()
+        out = []
+        for line in data.splitlines():
+            if not line.startswith(b"cpu"):
+                break  # the cpu lines come first
+            if line[3:4] == b" ":
+                continue  # the all-cores line
+            f = [int(x) for x in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+            total = sum(f)  # guest time is inside user/nice already (psutil and htop agree)
+            out.append((total - f[3] - f[4], total))
+        return out
+
+    def close(self) -> None:
+        self._files.close()
 
     def _temperatures(self, n: int) -> list[float | None]:
         now = time.monotonic()
@@ -60,25 +97,39 @@ class CpuCollector:
         return self._temps if len(self._temps) == n else [None] * n
 
 
-def _cpu_times() -> list[Any]:
+def _psutil_ticks() -> list[tuple[float, float]]:
+    """``(busy, total)`` seconds of each core, where /proc/stat is missing (not Linux)."""
     try:
-        return list(psutil.cpu_times(percpu=True))
+        times = psutil.cpu_times(percpu=True)
     except (OSError, RuntimeError):
         return []
+    out = []
+    for t in times:
+        total = float(sum(t)) - getattr(t, "guest", 0) - getattr(t, "guest_nice", 0)
+        out.append((total - t.idle - getattr(t, "iowait", 0), total))
+    return out
 
 
-def _percent(a: Any, b: Any) -> float:
-    """Busy share of one core between two cpu_times() readings, as psutil computes it."""
-    total = _total(b) - _total(a)
+def _percent(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Busy share of one core between two ``(busy, total)`` readings, as psutil computes it."""
+    total = b[1] - a[1]
     if total <= 0:
         return 0.0
-    busy = total - (b.idle - a.idle) - (getattr(b, "iowait", 0) - getattr(a, "iowait", 0))
-    return round(min(100.0, max(0.0, busy / total * 100.0)), 1)
+    return round(min(100.0, max(0.0, (b[0] - a[0]) / total * 100.0)), 1)
 
 
-def _total(t: Any) -> float:
-    # Linux counts guest time inside user/nice already (psutil and htop subtract it too).
-    return float(sum(t)) - getattr(t, "guest", 0) - getattr(t, "guest_nice", 0)
+def load_and_threads(read: Callable[[str], bytes | None] = read_once
+                     ) -> tuple[list[float] | None, int | None]:
+    """Load averages and the system's thread (kernel scheduling entity) count, one read of
+    /proc/loadavg; elsewhere the load from ``os.getloadavg`` and no count."""
+    data = read("/proc/loadavg")
+    if data is not None:
+        try:
+            f = data.split()
+            return [round(float(x), 2) for x in f[:3]], int(f[3].split(b"/")[1])
+        except (IndexError, ValueError):
+            pass
+    return load_average(), None
 
 
 def load_average() -> list[float] | None:
@@ -132,18 +183,20 @@ def _read_temperatures(n: int) -> list[float | None]:
     return []
 
 
-def process_and_thread_counts() -> tuple[int | None, int | None]:
-    """System-wide process and thread counts, without visiting every process."""
+def process_count() -> int | None:
+    """System-wide process count, without visiting every process."""
     try:
-        with open("/proc/loadavg") as f:
-            threads = int(f.read().split()[3].split("/")[1])  # kernel scheduling entities
-        procs = sum(1 for name in os.listdir("/proc") if name.isdigit())
-        return procs, threads
-    except (OSError, IndexError, ValueError):
+        return sum(1 for name in os.listdir("/proc") if name.isdigit())
+    except OSError:
         try:
-            return len(psutil.pids()), None
+            return len(psutil.pids())
         except OSError:
-            return None, None
+            return None
+
+
+def process_and_thread_counts() -> tuple[int | None, int | None]:
+    """System-wide process and thread (kernel scheduling entity) counts."""
+    return process_count(), load_and_threads()[1]
 
 
 def cpu_model() -> str | None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import psutil
+
+from ._procfs import ProcFiles, read_once
 
 
 class _Totals(NamedTuple):
@@ -16,30 +19,28 @@ class _Totals(NamedTuple):
     write_count: int
 
 
-_DISKS: list[frozenset[str]] = []
+_DISKS: list[frozenset[bytes]] = []
 
 
-def _diskstats() -> _Totals | None:
+def _diskstats(read: Callable[[str], bytes | None] = read_once) -> _Totals | None:
     """Whole-disk IO totals from /proc/diskstats (sectors of 512 bytes), partitions left out.
 
     psutil checks sysfs for every device on every call (0.2 ms here); the list of whole disks
     (/sys/block) is read once instead. None where /proc/diskstats is missing.
     """
-    try:
-        with open("/proc/diskstats", "rb") as f:
-            text = f.read()
-    except OSError:
+    text = read("/proc/diskstats")
+    if text is None:
         return None
     if not _DISKS:
         try:
-            _DISKS.append(frozenset(os.listdir("/sys/block")))
+            _DISKS.append(frozenset(os.fsencode(n) for n in os.listdir("/sys/block")))
         except OSError:
             return None
     disks = _DISKS[0]
     rb = wb = rc = wc = 0
     for line in text.splitlines():
         f = line.split()
-        if len(f) < 10 or f[2].decode() not in disks:
+        if len(f) < 10 or f[2] not in disks:
             continue
         rc += int(f[3])
         rb += int(f[5]) * 512
@@ -51,10 +52,14 @@ def _diskstats() -> _Totals | None:
 class DiskCollector:
     def __init__(self, path: str) -> None:
         self.path = path
+        self._files = ProcFiles()
         self._last = self._counters()
 
+    def close(self) -> None:
+        self._files.close()
+
     def _counters(self) -> tuple[float, Any] | None:
-        c = _diskstats()
+        c = _diskstats(self._files.read)
         if c is None:
             try:
                 c = psutil.disk_io_counters(perdisk=False)

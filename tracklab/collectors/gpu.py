@@ -19,6 +19,9 @@ from ._nvml import GpuLost, Nvml
 
 log = logging.getLogger(__name__)
 
+_COUNTERS_EVERY_S = 10.0  # error counters (ECC, PCIe replays): two of thirteen NVML calls a
+                          # sample, for numbers that matter when they change, not at 0.1 s
+
 @dataclass
 class _Energy:
     """Joules consumed since the first reading, from NVML's counter or by integrating power."""
@@ -68,6 +71,8 @@ class _Gpu:
     lost: bool = False
     energy: _Energy = field(default_factory=_Energy)
     samples_since_us: int = 0  # newest process-utilization sample already counted
+    counters: tuple[Any, Any] = (None, None)  # ECC uncorrected, PCIe replays, as of counters_at
+    counters_at: float = float("-inf")  # monotonic seconds
 
 
 class GpuCollector:
@@ -193,7 +198,10 @@ def _read(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None,
     used, total = nvml.memory(h)
     total = total if total is not None else gpu.memory_total
     power = nvml.power(h)
-    energy = gpu.energy.update(nvml.energy(h), power, time.monotonic())
+    now = time.monotonic()
+    energy = gpu.energy.update(nvml.energy(h), power, now)
+    if now - gpu.counters_at >= _COUNTERS_EVERY_S:
+        gpu.counters, gpu.counters_at = (nvml.ecc_uncorrected(h), nvml.pcie_replays(h)), now
     snap: dict[str, Any] = {
         "id": gpu.index,
         "type": "gpu",
@@ -214,8 +222,8 @@ def _read(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None,
         "energySource": gpu.energy.source,
         "clocks": {"sm": nvml.sm_clock(h), "smMax": gpu.sm_clock_max},
         "throttleReasons": nvml.throttle_reasons(h),
-        "eccErrors": nvml.ecc_uncorrected(h),
-        "pcieReplays": nvml.pcie_replays(h),
+        "eccErrors": gpu.counters[0],
+        "pcieReplays": gpu.counters[1],
         "visible": None if visible is None else gpu.index in visible,
     }
     snap.update(_processes(nvml, gpu, tree_pids))
@@ -240,7 +248,7 @@ def _processes(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None) -> dict[str, A
                               "treeUtilization": None, "attribution": None}
     if tree_pids is None or memory is None:
         return result
-    if procs and not _any_pid_here(pids):
+    if procs and not tree.intersection(pids) and not _any_pid_here(pids):
         # NVML's pids are in the driver's (host) pid namespace and none exist in ours: we are
         # in a container, and matching them against the tree would be a guess.
         result["attribution"] = "unattributed"

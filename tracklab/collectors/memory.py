@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psutil
+
+from ._procfs import ProcFiles, read_once
 
 _MEMINFO = "/proc/meminfo"
 
 
 class MemoryCollector:
+    def __init__(self) -> None:
+        self._files = ProcFiles()
+
+    def close(self) -> None:
+        self._files.close()
+
     def collect(self) -> dict[str, Any]:
-        info = _meminfo()
+        info = _meminfo(self._files.read)
         if info is not None:
             total, available = info["MemTotal"], info["MemAvailable"]
             swap_total, swap_free = info.get("SwapTotal", 0), info.get("SwapFree", 0)
@@ -31,21 +40,24 @@ class MemoryCollector:
                 "available": vm.available, "swap": swap}
 
 
-def _meminfo() -> dict[str, int] | None:
-    """/proc/meminfo in bytes, read once for memory and swap (psutil reads it, and /proc/vmstat,
-    once for each: a third of this collector's cost). None where it is missing or incomplete."""
-    try:
-        with open(_MEMINFO, "rb") as f:
-            text = f.read()
-    except OSError:
+_KEYS = (b"MemTotal:", b"MemAvailable:", b"SwapTotal:", b"SwapFree:")
+
+
+def _meminfo(read: Callable[[str], bytes | None] = read_once) -> dict[str, int] | None:
+    """The four fields of /proc/meminfo this collector uses, in bytes, read once for memory and
+    swap (psutil reads it, and /proc/vmstat, once for each). None where it is missing or lacks
+    MemTotal or MemAvailable."""
+    text = read(_MEMINFO)
+    if text is None:
         return None
     out: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(b":")
-        fields = rest.split()
-        if fields:
-            try:
-                out[name.decode()] = int(fields[0]) * (1024 if len(fields) > 1 else 1)
-            except ValueError:
-                continue
+    for key in _KEYS:
+        at = text.find(key)
+        if at < 0 or (at and text[at - 1] != 10):  # 10: a newline; a key starts a line
+            continue
+        fields = text[at + len(key):text.find(b"\n", at)].split()
+        try:
+            out[key[:-1].decode()] = int(fields[0]) * (1024 if len(fields) > 1 else 1)
+        except (IndexError, ValueError):
+            continue
     return out if "MemTotal" in out and "MemAvailable" in out else None

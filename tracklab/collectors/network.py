@@ -3,51 +3,74 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
+
+from ._procfs import ProcFiles, read_once
 
 _SOCKSTAT = ("/proc/net/sockstat", "/proc/net/sockstat6")
 
 
 class NetworkCollector:
     def __init__(self) -> None:
+        self._files = ProcFiles()
         self._last = self._counters()
 
-    def _counters(self) -> tuple[float, Any] | None:
-        try:
-            c = psutil.net_io_counters()
-        except (OSError, RuntimeError):
-            return None
+    def _counters(self) -> tuple[float, tuple[int, int, int, int]] | None:
+        c = net_totals(self._files.read)
         return (time.monotonic(), c) if c else None
 
     def collect(self) -> dict[str, Any]:
         out: dict[str, Any] = {"bytesIn": None, "bytesOut": None, "packetsIn": None,
-                               "packetsOut": None, "connections": connection_count()}
+                               "packetsOut": None,
+                               "connections": connection_count(self._files.read)}
         now = self._counters()
         if now and self._last:
             dt = now[0] - self._last[0]
             a, b = self._last[1], now[1]
             if dt > 0:
-                out["bytesIn"] = round(max(0, b.bytes_recv - a.bytes_recv) / dt, 1)
-                out["bytesOut"] = round(max(0, b.bytes_sent - a.bytes_sent) / dt, 1)
-                out["packetsIn"] = round(max(0, b.packets_recv - a.packets_recv) / dt, 1)
-                out["packetsOut"] = round(max(0, b.packets_sent - a.packets_sent) / dt, 1)
+                out["bytesIn"], out["packetsIn"], out["bytesOut"], out["packetsOut"] = (
+                    round(max(0, y - x) / dt, 1) for x, y in zip(a, b))
         self._last = now
         return out
 
+    def close(self) -> None:
+        self._files.close()
 
-def connection_count() -> int | None:
+
+def net_totals(read: Callable[[str], bytes | None] = read_once
+               ) -> tuple[int, int, int, int] | None:
+    """Bytes and packets received, bytes and packets sent, summed over every interface (as
+    ``psutil.net_io_counters()``), from one read of /proc/net/dev; psutil elsewhere."""
+    data = read("/proc/net/dev")
+    if data is not None:
+        rb = rp = sb = sp = 0
+        for line in data.splitlines()[2:]:  # two header lines
+            f = line.partition(b":")[2].split()
+            if len(f) >= 10:
+                rb += int(f[0])
+                rp += int(f[1])
+                sb += int(f[8])
+                sp += int(f[9])
+        return rb, rp, sb, sp
+    try:
+        c = psutil.net_io_counters()
+    except (OSError, RuntimeError):
+        return None
+    return (c.bytes_recv, c.packets_recv, c.bytes_sent, c.packets_sent) if c else None
+
+
+def connection_count(read: Callable[[str], bytes | None] = read_once) -> int | None:
     """Inet sockets in use (TCP, UDP, v4 and v6), from the kernel's counters in
     /proc/net/sockstat{,6}: constant cost. Listing /proc/net/tcp costs ~10 ms on a busy host and
     psutil.net_connections maps every fd: both far too slow for every sample."""
     total = 0
     found = False
     for path in _SOCKSTAT:
-        try:
-            with open(path, "rb") as f:
-                text = f.read()
-        except OSError:
+        text = read(path)
+        if text is None:
             continue
         for line in text.splitlines():
             name, _, rest = line.partition(b":")

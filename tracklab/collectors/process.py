@@ -20,10 +20,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
+
+from ._procfs import ProcFiles, read_once
 
 _USS_EVERY_S = 5.0  # smaps costs milliseconds on big processes; USS moves slowly
 _USS_REFRESH_PER_SAMPLE = 2  # spread refreshes so a tree of big workers never spikes one sample
@@ -62,6 +65,7 @@ class _Tracked:
     uss: int | None = None  # bytes, as of uss_at
     uss_at: float | None = None  # monotonic seconds
     verified_at: float = 0.0  # monotonic seconds
+    threads: int = 0  # at the last sample
 
 
 class ProcessTreeCollector:
@@ -87,7 +91,11 @@ class ProcessTreeCollector:
         self._children_files = self._linux and os.path.exists(f"/proc/{me}/task/{me}/children")
         self._parents: ParentMap | None = None
         self._threads = 0  # in the tree at the last sample: picks the walk
+        self._files = ProcFiles()  # the tree's stat, io and children files, kept open
         self.collect()
+
+    def close(self) -> None:
+        self._files.close()
 
     def collect(self) -> dict[str, Any] | None:
         """Read the tree once.
@@ -103,6 +111,12 @@ class ProcessTreeCollector:
             (root first).
         """
         now, wall = time.monotonic(), time.time()
+        try:
+            return self._collect(now, wall)
+        finally:
+            self._files.sweep()  # descriptors of processes and threads that ended
+
+    def _collect(self, now: float, wall: float) -> dict[str, Any] | None:
         pids = self._walk()
         dt = now - self._last_at if self._last_at is not None else None
         out: dict[str, Any] = {"pid": self.root_pid, "count": 0, "cpu": 0.0, "rss": 0,
@@ -145,7 +159,11 @@ class ProcessTreeCollector:
         limit = _MAX_WALK_THREADS // (1 if self._parents is None else 2)  # hysteresis
         if self._children_files and self._threads <= limit:
             self._parents = None
-            return walk_children_files(self.root_pid, self._skip)
+            # a process that had one thread at the last sample is not listed again (a /proc
+            # listing each): a child forked by a thread born since then waits one sample
+            single = {pid for pid, t in self._tracked.items() if t.threads == 1}
+            return walk_children_files(self.root_pid, self._skip, read=self._files.read,
+                                       single=single)
         if self._parents is None:
             self._parents = ParentMap()
         return self._parents.descendants(self.root_pid, self._skip)
@@ -162,7 +180,7 @@ class ProcessTreeCollector:
                 t = _Tracked(psutil.Process(pid), verified_at=now)
             except _Gone:
                 return None
-        r = read_proc(pid) if self._linux else read_psutil(t.proc)
+        r = read_proc(pid, read=self._files.read) if self._linux else read_psutil(t.proc)
         if r is None:
             return None
         if t.start is not None and r.start != t.start:  # pid reused since the last sample
@@ -170,7 +188,7 @@ class ProcessTreeCollector:
                 t = _Tracked(psutil.Process(pid), verified_at=now)
             except _Gone:
                 return None
-        t.start = r.start
+        t.start, t.threads = r.start, r.threads
         return t, r
 
     def _born_after(self, t: _Tracked, r: _Reading, wall: float) -> bool:
@@ -214,25 +232,25 @@ def _accumulate(out: dict[str, Any], t: _Tracked, r: _Reading, dt: float | None,
 # --- reading one process ----------------------------------------------------------------------
 
 
-def read_proc(pid: int, proc_root: str = "/proc") -> _Reading | None:
+def read_proc(pid: int, proc_root: str = "/proc",
+              read: Callable[[str], bytes | None] = read_once) -> _Reading | None:
     """One process from ``<proc_root>/<pid>/{stat,io,fd}``; ``None`` if gone or a zombie."""
     base = f"{proc_root}/{pid}"
-    try:
-        with open(f"{base}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
+    data = read(f"{base}/stat")
+    if data is None:
         return None
     # the command name may hold spaces and parentheses: fields start after the last ")"
     fields = data[data.rfind(b")") + 2:].split()
     if len(fields) < 22 or fields[0] in (b"Z", b"X"):
         return None  # exited (a zombie holds nothing any more)
     io: tuple[int, int] | None = None
-    try:
-        with open(f"{base}/io", "rb") as f:
-            counters = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
-        io = (int(counters[b"read_bytes"]), int(counters[b"write_bytes"]))
-    except (OSError, KeyError, ValueError):
-        pass  # another user's process (EACCES), or a kernel without task IO accounting
+    text = read(f"{base}/io")  # None: another user's process (EACCES), or no IO accounting
+    if text is not None:
+        counters = dict(line.split(b":", 1) for line in text.splitlines() if b":" in line)
+        try:
+            io = (int(counters[b"read_bytes"]), int(counters[b"write_bytes"]))
+        except (KeyError, ValueError):
+            pass
     fds: int | None = None
     try:
         fds = os.stat(f"{base}/fd").st_size if _FD_SIZE_COUNTS else 0
@@ -280,9 +298,11 @@ def _uss(proc: psutil.Process) -> int | None:
 # --- walking the tree -------------------------------------------------------------------------
 
 
-def walk_children_files(root: int, skip: int | None = None,
-                        proc_root: str = "/proc") -> list[int]:
-    """The tree from ``<proc_root>/<pid>/task/<tid>/children`` files, root first.
+def walk_children_files(root: int, skip: int | None = None, proc_root: str = "/proc",
+                        read: Callable[[str], bytes | None] = read_once,
+                        single: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """The tree from ``<proc_root>/<pid>/task/<tid>/children`` files, root first; the pids in
+    ``single`` are taken to have one thread (their own), without listing their tasks.
 
     Returns:
         ``[]`` when the root is gone; ``skip`` and its descendants are left out.
@@ -293,17 +313,18 @@ def walk_children_files(root: int, skip: int | None = None,
     while i < len(out):
         pid = out[i]
         i += 1
-        try:
-            tids = os.listdir(f"{proc_root}/{pid}/task")
-        except OSError:
-            if pid == root:
-                return []
-            continue
-        for tid in tids:
+        if pid in single:
+            tids = [str(pid)]
+        else:
             try:
-                with open(f"{proc_root}/{pid}/task/{tid}/children", "rb") as f:
-                    data = f.read()
+                tids = os.listdir(f"{proc_root}/{pid}/task")
             except OSError:
+                if pid == root:
+                    return []
+                continue
+        for tid in tids:
+            data = read(f"{proc_root}/{pid}/task/{tid}/children")
+            if data is None:
                 continue  # the thread or the process ended meanwhile
             for word in data.split():
                 child = int(word)
@@ -357,10 +378,8 @@ class ParentMap:
         return True
 
     def _read_ppid(self, pid: int) -> int | None:
-        try:
-            with open(f"{self.proc_root}/{pid}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
+        data = read_once(f"{self.proc_root}/{pid}/stat")
+        if data is None:
             return None
         fields = data[data.rfind(b")") + 2:].split()
         try:

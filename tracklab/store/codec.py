@@ -13,7 +13,6 @@ and the values are compact JSON compressed with zlib, which keeps a full sample 
 from __future__ import annotations
 
 import json
-import math
 import struct
 import zlib
 from typing import Any
@@ -145,15 +144,10 @@ def _set(root: Any, parts: list[str], value: Any) -> None:
                 node = node[part]
 
 
-def _round(v: Any) -> Any:
-    # Samples are measurements: two decimals are below every source's resolution.
-    if type(v) is float and math.isfinite(v) and v != int(v):
-        return round(v, 2)
-    return v
-
-
 def encode_sample(values: list[Any]) -> bytes:
-    return zlib.compress(dumps_exact([_round(v) for v in values]).encode(), 6)
+    """Values as given: collectors round their readings to their sources' resolution, and custom
+    metrics (``log_custom_metric``) keep every digit."""
+    return zlib.compress(dumps_exact(values).encode(), 6)
 
 
 def decode_sample(blob: bytes) -> list[Any]:

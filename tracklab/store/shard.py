@@ -250,16 +250,23 @@ class Shard:
     # -- system samples -------------------------------------------------------------------------
 
     def write_sample(self, run: int, time: float, layout: int, blob: bytes, pid: int,
-                     count: int, stats: str, heartbeat: bool) -> None:
+                     count: int, stats: str | None, heartbeat: bool) -> None:
+        """One sample, its writer's sample count, and (when ``stats`` is given) its running
+        statistics, in one transaction. Without ``stats`` the row of statistics must exist."""
         todo: list[tuple[str, Any]] = [
             ("INSERT INTO samples (run, time, layout, data) VALUES (?, ?, ?, ?)",
              (run, time, layout, blob)),
             ("INSERT OR REPLACE INTO sample_stats (run, pid, count, stats) VALUES (?, ?, ?, ?)",
-             (run, pid, count, stats)),
+             (run, pid, count, stats)) if stats is not None else
+            ("UPDATE sample_stats SET count = ? WHERE run = ? AND pid = ?", (count, run, pid)),
         ]
         if heartbeat:
             todo.append(("UPDATE runs SET heartbeat_at = ? WHERE num = ?", (time, run)))
         self._write(todo)
+
+    def write_sample_stats(self, run: int, pid: int, count: int, stats: str) -> None:
+        self._write([("INSERT OR REPLACE INTO sample_stats (run, pid, count, stats) "
+                      "VALUES (?, ?, ?, ?)", (run, pid, count, stats))])
 
     def samples(self, run: int, since: float | None = None) -> Iterator[tuple[Any, ...]]:
         """``(time, paths_json, data)`` in time order."""
