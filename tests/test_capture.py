@@ -246,7 +246,7 @@ while not os.path.exists({str(release)!r}) and i < 600:
         release.touch()
         rest = follow.stdout.read()  # ends by itself once the run has ended
         assert follow.wait(timeout=60) == 0
-        assert wrapper.wait(timeout=60) == 0
+        assert wrapper.wait(timeout=60) == 0, wrapper.stderr.read()  # type: ignore[union-attr]
     finally:
         release.touch()
         for p in (wrapper, follow):

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import StoreError
@@ -34,7 +35,11 @@ class SampleRecorder:
         self.shard_path = shard_path
         self.run_num = run_num
         self.heartbeat = heartbeat
-        self.stats: dict[str, list[Any]] = {}
+        self._stats: dict[str, list[Any]] = {}
+        # samples not yet folded into the statistics: rows of values under one list of paths,
+        # folded a column at a time (builtins over a column, not Python over every value)
+        self._rows: list[list[Any]] = []
+        self._row_paths: tuple[str, ...] = ()
         self.count = 0
         self.dropped = 0
         self.last_energy: dict[str, Any] | None = None  # the newest ``energy`` section
@@ -52,20 +57,26 @@ class SampleRecorder:
         paths, values = flatten(body)
         if body.get("energy") is not None:
             self.last_energy = body["energy"]  # its source names are text: not in the stats
+        key = tuple(paths)
         with self._lock:
-            self._update(paths, values)
+            if key != self._row_paths:
+                self._fold()
+                self._row_paths = key
+            self._rows.append(values)
             self.count += 1
             try:
                 if self._shard is None:
                     self._shard = Shard(self.shard_path)
-                layout = self._shard.layout(tuple(paths))
+                layout = self._shard.layout(key)
                 now = time.monotonic()
                 due = (stats_now or self._stats_at is None
                        or now - self._stats_at >= STATS_EVERY_S)
                 beat = self.heartbeat and now - self._beat_at >= HEARTBEAT_EVERY_S
+                if due:
+                    self._fold()
                 self._shard.write_sample(
                     self.run_num, t, layout, encode_sample(values), self._pid, self.count,
-                    dumps_exact(self.stats) if due else None, beat,
+                    dumps_exact(self._stats) if due else None, beat,
                 )
                 if beat:
                     self._beat_at = now
@@ -77,24 +88,40 @@ class SampleRecorder:
                 self.dropped += 1
                 self._warn(exc)
 
+    @property
+    def stats(self) -> dict[str, list[Any]]:
+        """``{path: [min, max, sum, count, last]}`` over every numeric reading so far (NaN and
+        non-numbers left out)."""
+        with self._lock:
+            self._fold()
+            return self._stats
+
     def _update(self, paths: list[str], values: list[Any]) -> None:
-        stats = self.stats
-        get = stats.get
-        for p, v in zip(paths, values):
-            tv = type(v)
-            if (tv is not float and tv is not int) or v != v:
-                continue
-            s = get(p)
-            if s is None:
-                stats[p] = [v, v, v, 1, v]
-                continue
-            if v < s[0]:
-                s[0] = v
-            elif v > s[1]:
-                s[1] = v
-            s[2] += v
-            s[3] += 1
-            s[4] = v
+        """Fold one row of values in now (outside the sampling path)."""
+        with self._lock:
+            self._fold()
+            self._fold_rows(paths, [values])
+
+    def _fold(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._fold_rows(self._row_paths, rows)
+
+    def _fold_rows(self, paths: Sequence[str], rows: list[list[Any]]) -> None:
+        stats = self._stats
+        for p, col in zip(paths, zip(*rows)):
+            kinds = set(map(type, col))
+            if kinds <= _NUMBERS:
+                lo, hi, total = min(col), max(col), sum(col)
+                if total == total:  # no NaN in the column (nor inf - inf): the fast way holds
+                    _merge(stats, p, lo, hi, total, len(col), col[-1])
+                    continue
+            elif not kinds & _NUMBERS:
+                continue  # text, None, bools
+            for v in col:
+                tv = type(v)
+                if (tv is float or tv is int) and v == v:
+                    _merge(stats, p, v, v, v, 1, v)
 
     def close(self) -> None:
         """Store the statistics if samples came since they were last stored, and release the
@@ -116,9 +143,10 @@ class SampleRecorder:
     def _store_stats(self) -> None:
         if not self._stats_dirty or self._shard is None:
             return
+        self._fold()
         try:
             self._shard.write_sample_stats(self.run_num, self._pid, self.count,
-                                           dumps_exact(self.stats))
+                                           dumps_exact(self._stats))
             self._stats_dirty = False
             self._stats_at = time.monotonic()
         except (StoreError, OSError, _sqlite_error()) as exc:
@@ -129,6 +157,24 @@ class SampleRecorder:
             self._warned = True
             log.warning("tracklab: warning: cannot write system samples (%s); the run goes on "
                         "without them", exc)
+
+
+_NUMBERS = frozenset((int, float))
+
+
+def _merge(stats: dict[str, list[Any]], path: str, lo: Any, hi: Any, total: Any, n: int,
+           last: Any) -> None:
+    s = stats.get(path)
+    if s is None:
+        stats[path] = [lo, hi, total, n, last]
+        return
+    if lo < s[0]:
+        s[0] = lo
+    if hi > s[1]:
+        s[1] = hi
+    s[2] += total
+    s[3] += n
+    s[4] = last
 
 
 def _sqlite_error() -> type[Exception]:

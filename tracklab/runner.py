@@ -122,7 +122,8 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             on_start(run_id, record.shard_path)
         oom_before = _oom_kills(child.pid)
         sampler = record.start_sampler(child.pid, opts.interval)
-        killed, requested, _seen = _supervise(child, opts.kill_after)
+        killed, requested, _seen = _supervise(child, opts.kill_after,
+                                              lambda: watch_sampler(sampler))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     rc = child.returncode
@@ -161,9 +162,23 @@ def _verdict(rc: int, killed: bool, requested: str | None,
     return ("finished" if rc == 0 else "failed"), rc, None
 
 
-def _supervise(child: subprocess.Popen[bytes], kill_after: float
-               ) -> tuple[bool, str | None, list[int]]:
-    """Wait for the child, taking signals synchronously. Returns (killed, requested, seen)."""
+def watch_sampler(sampler: Any) -> None:
+    """Move sampling to a new thread once a GPU reading has hung in the current one."""
+    try:
+        if sampler is not None and sampler.collectors.gpu_hung():
+            sampler.restart()
+    except Exception:  # the child's supervision must go on whatever monitoring does
+        import logging
+
+        logging.getLogger("tracklab.runner").warning(
+            "tracklab: warning: could not restart sampling after a hung GPU reading",
+            exc_info=True)
+
+
+def _supervise(child: subprocess.Popen[bytes], kill_after: float,
+               tick: Callable[[], None] = lambda: None) -> tuple[bool, str | None, list[int]]:
+    """Wait for the child, taking signals synchronously; ``tick`` runs every _POLL_S or so.
+    Returns (killed, requested, seen)."""
     killed = False
     requested: str | None = None
     seen: list[int] = []
@@ -171,6 +186,7 @@ def _supervise(child: subprocess.Popen[bytes], kill_after: float
     interrupts = 0
     while child.poll() is None:
         info = signal.sigtimedwait(_HANDLED, _POLL_S)
+        tick()
         if kill_at is not None and time.monotonic() >= kill_at and child.poll() is None:
             _signal_child(child, signal.SIGKILL)
             killed, kill_at = True, None
@@ -299,7 +315,10 @@ class _Record:
         from .sampler import Sampler
 
         self.recorder = SampleRecorder(self.shard_path, self.num, heartbeat=True)
-        collectors = SystemCollectors(self.node, disk_path=self.store_dir, root_pid=child_pid)
+        # GPU readings run in the sampling thread itself, watched from the main loop
+        # (watch_sampler): a hung driver costs one thread, not a hand-off on every sample
+        collectors = SystemCollectors(self.node, disk_path=self.store_dir, root_pid=child_pid,
+                                      guard_gpu=False)
         sinks: list[Any] = [self.recorder]
         if self.prometheus[0] is not None:  # issue 9: Prometheus exposition
             from .prometheus import start_for_wrapper

@@ -35,16 +35,20 @@ class Sampler:
         self._final = True
         self._failed_sinks: set[int] = set()
         self._lock = threading.Lock()  # one take() at a time: collectors keep rate state
+        self._gen = 0  # the sampling thread's generation: restart() abandons the current one
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
-    def take(self, families: tuple[str, ...] | None = None) -> dict[str, Any]:
+    def take(self, families: tuple[str, ...] | None = None, _gen: int | None = None
+             ) -> dict[str, Any]:
         """Take one snapshot now (all families, or the named ones) and hand it to every sink."""
         with self._lock:
             t0 = time.perf_counter()
             snap = self.collectors.snapshot(families)
+            if _gen is not None and _gen != self._gen:
+                return snap  # its thread was abandoned while it was stuck: too late to store
             if families is None:
                 self.latest = snap
             self.count += 1
@@ -65,26 +69,42 @@ class Sampler:
             return
         self._stop.clear()
         self.collectors.prime()
-        self._thread = threading.Thread(target=self._loop, args=(first,), name=self._name,
-                                        daemon=True)
+        self._spawn(first)
+
+    def restart(self) -> None:
+        """Abandon the sampling thread, stuck in a reading that never returns (a hung driver),
+        and carry on in a new one; the old thread, a daemon, stores nothing if it ever returns.
+        """
+        if self._thread is None or self._stop.is_set():
+            return
+        self._gen += 1
+        self._lock = threading.Lock()  # the stuck thread holds the old one
+        self._spawn(first=True)
+        log.debug("sampling thread restarted (generation %d)", self._gen)
+
+    def _spawn(self, first: bool) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(first, self._gen),
+                                        name=self._name, daemon=True)
         self._thread.start()
 
-    def _loop(self, first: bool) -> None:
+    def _loop(self, first: bool, gen: int) -> None:
         next_at = time.monotonic()
         if not first:
             next_at += self.interval
         while not self._stop.wait(max(0.0, next_at - time.monotonic())):
-            self._safe_take()
+            if gen != self._gen:
+                return
+            self._safe_take(gen)
             next_at += self.interval
             now = time.monotonic()
             if next_at < now:  # fell behind (suspended machine, slow disk): skip, don't burst
                 next_at = now + self.interval
-        if self._final:
-            self._safe_take()
+        if self._final and gen == self._gen:
+            self._safe_take(gen)
 
-    def _safe_take(self) -> None:
+    def _safe_take(self, gen: int) -> None:
         try:
-            self.take()
+            self.take(_gen=gen)
         except Exception:
             log.warning("tracklab: warning: sampling failed; trying again next interval", exc_info=True)
 
@@ -102,6 +122,16 @@ class Sampler:
             return True
         thread.join(timeout)
         if thread.is_alive():
+            hung_gpu = getattr(self.collectors, "gpu_hung", None)
+            if hung_gpu is not None and hung_gpu():
+                # an unguarded GPU reading hung (and was reported): GPU readings are off now,
+                # so the last sample is taken here, without them
+                self._gen += 1
+                self._lock = threading.Lock()
+                if final:
+                    self._safe_take(self._gen)
+                self._thread = None
+                return True
             log.warning("tracklab: warning: sampler did not stop within %.1f s (a reading hangs); abandoning it",
                         timeout)
             return False

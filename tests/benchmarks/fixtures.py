@@ -58,7 +58,8 @@ def full_sampling(store: str) -> Iterator[tuple[Any, Any, str]]:
     try:
         os.environ["TRACKLAB_FAKE_NVML_PIDS"] = f"{tree.pid}:2000000000"
         path, num, _ = make_run(store)
-        collectors = SystemCollectors(_env.node_id(), disk_path=store, root_pid=tree.pid)
+        collectors = SystemCollectors(_env.node_id(), disk_path=store, root_pid=tree.pid,
+                                      guard_gpu=False)  # as the wrapper reads GPUs
         collectors.prime()
         rec = SampleRecorder(path, num, heartbeat=True)
         try:

@@ -164,9 +164,9 @@ class Nvml:
         """
         lib = self.lib
         fn = getattr(lib, getter, None)
-        if fn is None or getter in self._missing or not self._open:
+        if fn is None or not self._open or getter in self._missing:
             return None
-        if args and (getter, id(args[0])) in self._unsupported:
+        if self._unsupported and args and (getter, id(args[0])) in self._unsupported:
             return None
         try:
             return fn(*args)
