@@ -288,7 +288,9 @@ class Nvml:
             mask = self.read(getter, handle)
             if mask is None and (getter in self._missing or not hasattr(self.lib, getter)):
                 continue
-            return None if mask is None else [name for bit, name in THROTTLE_REASONS if mask & bit]
+            if not mask:
+                return None if mask is None else []
+            return [name for bit, name in THROTTLE_REASONS if mask & bit]
         return None
 
     def ecc_uncorrected(self, handle: Any) -> int | None:

@@ -238,7 +238,7 @@ def _processes(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None) -> dict[str, A
     for pid, ts, util in samples or ():
         sm.setdefault(pid, []).append(util)
         gpu.samples_since_us = max(gpu.samples_since_us, ts)
-    pids = sorted(set(memory or ()) | set(sm))
+    pids = sorted(set(memory or ()) | set(sm)) if memory or sm else []
     tree = tree_pids if tree_pids is not None else set()
     procs = [{"pid": pid,
               "memory": (memory or {}).get(pid),
