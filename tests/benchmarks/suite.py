@@ -24,6 +24,7 @@ from . import (
     bench_concurrency,
     bench_log,
     bench_memory,
+    bench_nodes,
     bench_sampler,
     bench_scale,
     bench_soak,
@@ -41,6 +42,7 @@ BENCHES: dict[str, Callable[[Ctx], list[Row]]] = {
     "soak": bench_soak.bench,          # figure 9, only with --only soak
     "compare": bench_compare.bench,    # figure 10
     "capture": bench_capture.bench,    # issue 8: console capture's cost to the child
+    "nodes": bench_nodes.bench,        # issue 9: show of a 16-node run
 }
 OPT_IN = {"soak"}
 
