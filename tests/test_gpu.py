@@ -387,7 +387,7 @@ def test_hung_reading_does_not_hold_up_close(open_gpus: Opener) -> None:
     assert reader.is_alive()  # stuck inside NVML
     t0 = time.monotonic()
     c.close()
-    assert time.monotonic() - t0 < 0.1
+    assert time.monotonic() - t0 < 0.5  # not the 1 s the reading hangs for
     reader.join(10)
     assert not reader.is_alive()
 
