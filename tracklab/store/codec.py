@@ -59,9 +59,12 @@ def decode_values(fmt: str | None, blob: bytes) -> tuple[Any, ...]:
     return struct.unpack("<" + fmt, blob)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds one per call otherwise
+
+
 def dumps_exact(value: Any) -> str:
     """JSON that keeps NaN and infinities (Python's json reads ``NaN``/``Infinity`` back)."""
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def loads_exact(text: str | bytes | None) -> Any:
