@@ -13,9 +13,14 @@ import collections
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
+
+if TYPE_CHECKING:
+    import threading
+
+    from .tty import Channel
 
 WRITE_EVERY_S = 0.3  # one transaction per this interval at most (logs --follow sees it soon)
 MAX_LINE = 64 * 1024  # a longer line (no newline) is stored in pieces of this size
@@ -61,6 +66,38 @@ def final_segment(raw: bytes) -> bytes:
 class ConsoleStoreWriter:
     """Mixin of :class:`~tracklab.capture.ConsoleCapture` with its writer thread
     (:meth:`_write_loop`) and the cap; the state is ConsoleCapture's, set in its ``__init__``."""
+
+    # ConsoleCapture's state that the methods here use, declared for the type checker only
+    # (annotations without a value: nothing is set on the class).
+    shard_path: str | None
+    run_num: int | None
+    limit: int
+    secrets: list[str]
+    channels: list[Channel]
+    _queue: collections.deque[tuple[float, str, bytes, int]]
+    _queued: int
+    _lock: threading.Lock
+    _wake: threading.Event
+    _final: threading.Event
+    _lost: list[int]
+    _lost_bytes: list[int]
+    _trimmed: list[int]
+    _skipped: list[int]
+    _cut: dict[str, bool]
+    _resync: set[str]
+    _head_lines: int
+    _head_left: int
+    _tail_cap: int
+    _in_tail: bool
+    _tail: collections.deque[tuple[int, int]]
+    _tail_bytes: int
+    _marker: tuple[int, str] | None
+    _partial: dict[str, Line]
+
+    if TYPE_CHECKING:
+        @property
+        def trimmed(self) -> int:
+            """Lines left out in the middle (ConsoleCapture's property)."""
 
     def _trim_front(self, items: collections.deque[tuple[float, str, bytes, int]]
                     ) -> dict[str, bool]:

@@ -398,7 +398,7 @@ def console_lines(view: Any, stream: str | None = None, tail: int | None = None,
         after: per shard (index in the view's parts), the last row id already read; updated in
             place, for following a live run.
     """
-    out = []
+    out: list[dict[str, Any]] = []
     for i, (shard, row) in enumerate(view._parts):
         start = after.get(i, 0) if after is not None else 0
         rows = shard.console(row["num"], stream, tail, start)

@@ -65,6 +65,7 @@ def measure_clock_offset(store_dir: str, probes: int = 3) -> float | None:
             return None
         if best is None or probe[0] < best[0]:
             best = probe
+    assert best is not None  # the loop ran at least once and returned on a failed probe
     window, mid, mtime_ns = best
     if window > 2.0:
         return None

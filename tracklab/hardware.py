@@ -361,7 +361,7 @@ def integrate_with_run(cls: T) -> T:
     """
     if not isinstance(cls, type):
         raise TypeError(f"@tracklab.integrate_with_run decorates a class, not {cls!r}")
-    own_init = cls.__init__
+    own_init = cls.__init__  # type: ignore[misc]  # wrapping the class's own __init__ is the point
     own_finish = getattr(cls, "finish", None)
 
     @functools.wraps(own_init)

@@ -21,7 +21,10 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger("tracklab.prometheus")
 
@@ -122,6 +125,8 @@ class PrometheusExporter:
         OSError: the port cannot be bound (in use, no permission).
     """
 
+    _server: WSGIServer | None  # None once closed
+
     def __init__(self, run_id: str, node: str, project: str | None, port: int,
                  addr: str = DEFAULT_ADDR,
                  store: tuple[str, int] | Callable[[], tuple[str, int] | None] | None = None
@@ -138,7 +143,7 @@ class PrometheusExporter:
         self._training: tuple[list[tuple[str, str, float]], list[tuple[str, float]]] = ([], [])
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
         self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
         self.addr = addr
         self.port: int = self._server.server_address[1]

@@ -276,7 +276,8 @@ class _Record:
         self.shard_path: str | None = None
         self.num: int | None = None
         self.recorder: Any = None
-        self.prometheus: tuple[Any, ...] = (None, None, None)  # issue 9: (port, addr, project)
+        # issue 9: (port, addr, project)
+        self.prometheus: tuple[int | None, str | None, str | None] = (None, None, None)
         self.exporter: Any = None
 
     def create(self, opts: RunOptions, project: str, started: float) -> None:
@@ -320,10 +321,11 @@ class _Record:
         collectors = SystemCollectors(self.node, disk_path=self.store_dir, root_pid=child_pid,
                                       guard_gpu=False)
         sinks: list[Any] = [self.recorder]
-        if self.prometheus[0] is not None:  # issue 9: Prometheus exposition
+        port, addr, project = self.prometheus
+        if port is not None:  # issue 9: Prometheus exposition
             from .prometheus import start_for_wrapper
 
-            self.exporter = start_for_wrapper(self.run_id, self.node, *self.prometheus,
+            self.exporter = start_for_wrapper(self.run_id, self.node, port, addr, project,
                                               store=(self.shard_path, self.num), warn=self.warn)
             if self.exporter is not None:
                 sinks.append(self.exporter)

@@ -250,7 +250,8 @@ def list_runs(dir: str | None = None, project: str | None = None, limit: int | N
     store_dir = _env.store_dir(dir)
     shards = _open_shards(store_dir)
     try:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if project:
             where.append("project = ?")
             params.append(project)

@@ -53,14 +53,14 @@ _lock = threading.Lock()
 _exception: list[BaseException] = []
 
 
-class Config(dict):  # type: ignore[type-arg]
+class Config(dict[str, Any]):
     """The run's configuration; ``update()`` writes through to the store."""
 
     def __init__(self, run: Run, initial: Mapping[str, Any] | None = None) -> None:
         super().__init__(initial or {})
         self._run = run
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         from .context import to_plain
 
         for a in args:
@@ -187,9 +187,11 @@ class Run:
             from .context import run_context  # issue 8: git state, interpreter, packages
 
             ctx = dumps_exact(run_context([sys.executable, *sys.argv], os.getcwd()))
+            num = self._run_num
             shard = store.Shard(self._shard_path or "")
             try:
-                shard.update_run(self._run_num, system=info, context=ctx)
+                if num is not None:  # None once the run has finished meanwhile
+                    shard.update_run(num, system=info, context=ctx)
             finally:
                 shard.close()
         except Exception:  # noqa: BLE001 - an optional description; the run goes on without it

@@ -73,8 +73,8 @@ def summarize(view: RunView) -> dict[str, Any]:
                 for p, label, unit in GPU_ROWS if f"accelerators.{g}.{p}" in stats]
         gpus.append({"id": g, "rows": rows})
     names = {g.get("id"): g.get("name") for g in (info.get("system") or {}).get("gpus", [])}
-    for g in gpus:
-        g["name"] = names.get(g["id"])
+    for gpu in gpus:
+        gpu["name"] = names.get(gpu["id"])
     from .diagnose import diagnose
     from .diagnose_data import MAX_SAMPLES, read_samples, resources
     from .views import attach_trends  # sparklines: about 40 index seeks, whatever the run's size

@@ -136,8 +136,8 @@ def metric_points(view: RunView, keys: Iterable[str] | None = None,
                 if k in out:
                     holders.setdefault(k, []).append(num)
         groups: dict[tuple[int, ...], set[str]] = {}
-        for k, nums in holders.items():
-            groups.setdefault(tuple(nums), set()).add(k)
+        for k, held_by in holders.items():
+            groups.setdefault(tuple(held_by), set()).add(k)
         for nums, group in groups.items():
             for _, step, t, ks, fmt, blob in series.points_in_bins(shard, row["num"], bounds,
                                                                    nums):
@@ -204,7 +204,9 @@ def attach_trends(view: RunView, data: dict[str, Any], n: int = 40) -> dict[str,
 def latest_sample(view: RunView) -> dict[str, Any] | None:
     """The newest snapshot of the primary node (API.md §4 format), or ``None``."""
     part = _primary(view)
-    got = part and series.last_sample(part[0], part[1]["num"])
+    if part is None:
+        return None
+    got = series.last_sample(part[0], part[1]["num"])
     if not got:
         return None
     t, paths_json, blob = got
@@ -412,7 +414,7 @@ def _differs(values: list[Any], tolerance: float) -> bool:
     nums = [v for v in values if type(v) in (int, float) and math.isfinite(v)]
     if len(nums) == len(values) and nums and tolerance:
         lo, hi = min(nums), max(nums)
-        return hi - lo > tolerance * max(abs(lo), abs(hi))
+        return bool(hi - lo > tolerance * max(abs(lo), abs(hi)))
     return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
 
 

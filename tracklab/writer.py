@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from .errors import StoreError
 from .sdk import ITEM_WIDTH
@@ -170,6 +170,7 @@ class PointWriter:
                 j += 1
             group = items[i:j]
             i = j
+            ks: tuple[int, list[int] | None] | Literal[False] | None  # False: not looked up yet
             ks = self._keysets.get(keys, False)
             if ks is False:
                 ks = self._keysets[keys] = self._keyset(shard, keys)

@@ -262,7 +262,8 @@ def code_text(code: dict[str, Any]) -> str:
         return "not in a git repository"
     if code.get("commit") is None:
         return f"{code['repo']} (no commits)"
-    text = code["commit"][:12] + (f" on {code['branch']}" if code.get("branch") else " (detached)")
+    text: str = code["commit"][:12]
+    text += f" on {code['branch']}" if code.get("branch") else " (detached)"
     if code.get("dirty"):
         text += f", dirty: diff {size(code.get('diff_bytes') or 0)}"
         if code.get("diff_sha256"):
@@ -394,7 +395,7 @@ def usage(c: Console, data: dict[str, Any]) -> None:
     d.add_column(no_wrap=True)
     d.add_column()
     for f in findings:
-        text = Text(f["message"])
-        text.append("\n" + f["evidence"], style="dim")
-        d.add_row("", Text(f["severity"], style=style.get(f["severity"], "")), text)
+        cell = Text(f["message"])
+        cell.append("\n" + f["evidence"], style="dim")
+        d.add_row("", Text(f["severity"], style=style.get(f["severity"], "")), cell)
     c.print(d)

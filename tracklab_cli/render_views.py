@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Group
@@ -17,6 +17,9 @@ from rich.text import Text
 
 from .fmt import duration, number, size
 from .render import command_text, status_text
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -259,7 +262,8 @@ def plot_figure(data: dict[str, Any], path: str, title: str) -> int:
     div, tunit = (1.0, "s") if dur < 180 else (60.0, "min") if dur < 3 * 3600 else (3600.0, "h")
     fig = Figure(figsize=(10, 1.2 + 2.0 * max(1, len(panels))), layout="constrained")
     axes = fig.subplots(max(1, len(panels)), 1, squeeze=False)[:, 0]
-    first_time = first_step = None
+    first_time: Axes | None = None
+    first_step: Axes | None = None
     for ax, p in zip(axes, panels):
         timed = p["axis"] == "time"
         share = first_time if timed else first_step

@@ -257,6 +257,7 @@ def export(
     Example: tracklab export latest --format csv | head
     """
     from tracklab import views
+    from tracklab.errors import MissingExtra
 
     if what not in ("metrics", "samples"):
         raise fail(f"--what must be metrics or samples, not {what!r}", 2)
@@ -285,7 +286,7 @@ def export(
                     if os.path.exists(tmp):
                         os.unlink(tmp)
                 sys.stderr.write(f"tracklab: wrote {n:,} rows to {output}\n")
-        except views.MissingExtra as exc:
+        except MissingExtra as exc:
             raise fail(f"{fmt} export needs {exc.package}; install it with: {exc.hint}") \
                 from None
         finally:

@@ -110,7 +110,8 @@ class Nvml:
         # (getter, device) pairs the device does not support (a fan on a passively cooled GPU):
         # a capability, so not asked again; each refusal costs an NVML call and an exception
         self._unsupported: set[tuple[str, int]] = set()  # by id(): handles live as long
-        self._not_supported: type[Exception] = getattr(lib, "NVMLError_NotSupported", ())
+        self._not_supported: type[Exception] | tuple[()] = getattr(
+            lib, "NVMLError_NotSupported", ())
         self._logged: set[str] = set()
 
     @classmethod

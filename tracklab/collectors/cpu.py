@@ -70,12 +70,12 @@ class CpuCollector:
             "threads": threads,
         }
 
-    def _ticks(self) -> list[tuple[int, int]]:
+    def _ticks(self) -> list[tuple[float, float]]:
         """``(busy, total)`` clock ticks of each core since boot, from /proc/stat."""
         data = self._files.read("/proc/stat")
         if data is None:
             return _psutil_ticks()
-        out = []
+        out: list[tuple[float, float]] = []
         for line in data.splitlines():
             if not line.startswith(b"cpu"):
                 break  # the cpu lines come first

@@ -59,7 +59,7 @@ class DiskCollector:
         self._files.close()
 
     def _counters(self) -> tuple[float, Any] | None:
-        c = _diskstats(self._files.read)
+        c: tuple[int, ...] | None = _diskstats(self._files.read)  # _Totals or psutil's sdiskio
         if c is None:
             try:
                 c = psutil.disk_io_counters(perdisk=False)

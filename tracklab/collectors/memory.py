@@ -25,8 +25,9 @@ class MemoryCollector:
             total, available = info["MemTotal"], info["MemAvailable"]
             swap_total, swap_free = info.get("SwapTotal", 0), info.get("SwapFree", 0)
             swap_used = swap_total - swap_free
-            swap = {"used": swap_used, "total": swap_total,
-                    "percentage": round(swap_used / swap_total * 100, 1) if swap_total else 0.0}
+            swap: dict[str, float | None] = {
+                "used": swap_used, "total": swap_total,
+                "percentage": round(swap_used / swap_total * 100, 1) if swap_total else 0.0}
             usage = round((total - available) / total * 100, 1) if total else None
             return {"usage": usage, "used": total - available, "total": total,
                     "available": available, "swap": swap}

@@ -198,7 +198,7 @@ class ProcessTreeCollector:
                 up = time.clock_gettime(time.CLOCK_BOOTTIME)  # start times count from boot
             except (AttributeError, OSError):
                 return False
-            return up - r.start / _TICK <= time.time() - wall
+            return bool(up - r.start / _TICK <= time.time() - wall)
         return bool(r.start >= wall - _BTIME_SLACK_S)
 
 

@@ -154,4 +154,5 @@ def encode_sample(values: list[Any]) -> bytes:
 
 
 def decode_sample(blob: bytes) -> list[Any]:
-    return json.loads(zlib.decompress(blob))
+    values: list[Any] = json.loads(zlib.decompress(blob))
+    return values

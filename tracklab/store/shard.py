@@ -110,7 +110,7 @@ class Shard:
             except sqlite3.Error as exc:
                 raise StoreError(self.path, str(exc)) from None
 
-    def _write(self, statements: Iterable[tuple[str, Any]]) -> Any:
+    def _write(self, statements: Iterable[tuple[str, Any]]) -> sqlite3.Cursor | None:
         """Run statements in one write transaction; returns the last cursor."""
         cur = None
         with self._transaction() as c:
@@ -314,6 +314,7 @@ class Shard:
             return 0
         todo.append(("SELECT last_insert_rowid()", ()))
         cur = self._write(todo)
+        assert cur is not None  # todo is not empty
         return int(cur.fetchone()[0]) if rows else 0
 
     def console(self, run: int, stream: str | None = None, tail: int | None = None,
