@@ -111,7 +111,8 @@ def test_wrapper_records_code_python_packages(repo: Path, monkeypatch: pytest.Mo
     assert set(ctx["packages"]) == {"torch", "numpy", "tracklab", "pytest",
                                     "no-such-package-xyz"}
     assert ctx["packages"]["pytest"] == pytest.__version__
-    text = run_tracklab("show", "ctx").stdout
+    # words, not lines: the table wraps a long interpreter path at the terminal's width
+    text = " ".join(run_tracklab("show", "ctx").stdout.split())
     assert ctx["code"]["commit"][:12] in text and "on main, dirty" in text
     assert f"pytest {pytest.__version__}" in text
 
