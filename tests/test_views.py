@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 import tracklab
 from tests.conftest import ROOT, TRACKLAB, run_tracklab, write_script
 from tracklab import report, views
+from tracklab.export import EXPORT_FIELDS
 from tracklab.store import series
 from tracklab_cli.app import app
 from tracklab_cli.render_views import sparkline
@@ -531,7 +532,7 @@ def test_export_metrics_csv_is_every_point_exactly(at_recorded: dict) -> None:
     res = cli("export", at_recorded["a"], "--what", "metrics", "--format", "csv")
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
-    assert list(rows[0]) == list(views.EXPORT_FIELDS)
+    assert list(rows[0]) == list(EXPORT_FIELDS)
     view = tracklab.open_run(at_recorded["a"])
     try:
         assert len(rows) == len(view.metrics())
@@ -581,7 +582,7 @@ def test_export_parquet(at_recorded: dict, tmp_path: Path) -> None:
     res = cli("export", at_recorded["a"], "-o", str(out))
     assert res.exit_code == 0, res.output
     table = pq.read_table(out)
-    assert table.column_names == list(views.EXPORT_FIELDS)
+    assert table.column_names == list(EXPORT_FIELDS)
     loss = [v for k, v in zip(table.column("key").to_pylist(), table.column("value").to_pylist())
             if k == "train/loss"]
     assert loss[0] == 2.0 and len(loss) == 40
@@ -690,7 +691,7 @@ def test_views_of_a_run_with_nothing_recorded_yet(store_dir: Path, tmp_path: Pat
     assert cli("report", run.id, "-o", str(tmp_path / "r.html")).exit_code == 0
     assert "no series to draw" in (tmp_path / "r.html").read_text()
     export = cli("export", run.id)
-    assert export.exit_code == 0 and export.stdout == ",".join(views.EXPORT_FIELDS) + "\n"
+    assert export.exit_code == 0 and export.stdout == ",".join(EXPORT_FIELDS) + "\n"
     if importlib.util.find_spec("matplotlib") is not None:
         plot = cli("plot", run.id, "-o", str(tmp_path / "p.png"))
         assert plot.exit_code == 1 and "no samples or training metrics" in plot.stderr

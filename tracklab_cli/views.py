@@ -256,8 +256,8 @@ def export(
 
     Example: tracklab export latest --format csv | head
     """
-    from tracklab import views
     from tracklab.errors import MissingExtra
+    from tracklab.export import iter_export, write_export
 
     if what not in ("metrics", "samples"):
         raise fail(f"--what must be metrics or samples, not {what!r}", 2)
@@ -271,14 +271,14 @@ def export(
     with library_errors():
         view = _open(run, dir)
         try:
-            rows = views.iter_export(view, what, key)
+            rows = iter_export(view, what, key)
             if output is None:
                 _to_stdout(rows, fmt)
             else:
                 tmp = f"{output}.part"
                 try:
                     with open(tmp, "wb") as f:
-                        n = views.write_export(rows, fmt, f)
+                        n = write_export(rows, fmt, f)
                     os.replace(tmp, output)
                 except OSError as exc:
                     raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
@@ -294,10 +294,10 @@ def export(
 
 
 def _to_stdout(rows: Any, fmt: str) -> None:
-    from tracklab import views
+    from tracklab.export import write_export
 
     try:
-        views.write_export(rows, fmt, sys.stdout.buffer)
+        write_export(rows, fmt, sys.stdout.buffer)
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         # the reader went away (``| head``): stop quietly, as Python's docs advise
