@@ -1,9 +1,9 @@
 """``tracklab.init()`` / ``log()`` / ``finish()``: the training-side SDK.
 
-``log()`` is the hot path: it copies the call's keys and values into a deque and returns. Anything
-that is not a plain int, float or bool (nested dicts, numpy and torch scalars, bad values) takes a
-slower path that flattens, converts and warns. A background :class:`~tracklab.writer.PointWriter`
-does the rest.
+``log()`` is the hot path: it packs the call's step, time and values into one record of bytes,
+appends it to a :class:`~tracklab.pointqueue.PointQueue` and returns. Anything that is not a plain
+int, float or bool (nested dicts, numpy and torch scalars, bad values) takes a slower path that
+flattens, converts and warns. A background :class:`~tracklab.writer.PointWriter` does the rest.
 
 Fork safety: a process forked after ``init()`` (a DataLoader worker) inherits the run object but
 not its writer thread or a usable connection, so in the child every ``log()`` is a cheap no-op.
@@ -33,19 +33,32 @@ def _logger() -> Any:
 
 _PLAIN = frozenset((float, int, bool))
 _FLOATS = frozenset((float,))
-ITEM_WIDTH = 5  # a log() call is queued as step, time, keys, fmt, packed values (see writer)
-WAKE_AT_ITEMS = 50_000 * ITEM_WIDTH  # a queue this long wakes the writer before its tick
-# A writer that cannot keep up for this long (a hung disk) costs points, not the machine's memory.
-MAX_QUEUED_ITEMS = 1_000_000 * ITEM_WIDTH
-_PACKERS: dict[int, Any] = {}
+# A backlog this large (~26,000 calls of 8 floats) wakes the writer before its tick: in a long
+# burst it then writes while the training thread logs. Not much sooner: a writer awake shares the
+# GIL with the training thread, which a burst that fits in a few MB is better off without.
+WAKE_AT_BYTES = 2 * 1024 * 1024
+# Past this backlog the writer is awake and still behind (a loop logging flat out), and log()
+# yields the GIL once every YIELD_EVERY calls. A loop that never lets go of the GIL otherwise
+# leaves the writer a turn only once per switch interval (5 ms) per statement, and the backlog
+# grows as fast as the loop logs. A yield is no wait on I/O: the writer does its I/O with the GIL
+# released, and holds it only for the Python between two statements.
+YIELD_AT_BYTES = 4 * 1024 * 1024
+YIELD_EVERY = 128
+_STEP_MAX = 2**63 - 1  # steps are stored as SQLite integers
+_RECORDS: dict[int, Any] = {}
 
 
-def _pack_doubles(n: int) -> Any:
-    pack = _PACKERS.get(n)
+def _float_record(n: int) -> Any:
+    """The packer of an all-float call's queue record, ``pointqueue.HEADER`` and the doubles
+    as the store keeps them, in one C call."""
+    pack = _RECORDS.get(n)
     if pack is None:
-        pack = _PACKERS[n] = struct.Struct(f"<{n}d").pack  # the codec's all-float format
+        pack = _RECORDS[n] = struct.Struct(f"<qd{n}d").pack
     return pack
+
+
 _time = time.time
+_sleep = time.sleep
 
 _current: Run | None = None
 _live: list[Run] = []
@@ -96,6 +109,7 @@ class Run:
         self.config = Config(self, to_plain(config) if config is not None else None)
         self._step = 0
         self._keys: tuple[Any, ...] = ()
+        self._behind = 0  # calls logged with the writer behind, since the last yield
         self._closed = False
         self._noop = False
         self._pid = os.getpid()
@@ -104,7 +118,7 @@ class Run:
         self._writer: Any = None
         self._run_num: int | None = None
         self._shard_path: str | None = None
-        self.queue: Any = []
+        self.queue: Any = None  # a PointQueue once the store is open
         try:
             self._open(system_monitor)
         except StoreError as exc:
@@ -117,8 +131,9 @@ class Run:
 
     def _open(self, system_monitor: bool) -> None:
         from . import store
+        from .pointqueue import HEADER
         from .store.codec import dumps_exact, encode_values
-        from .writer import PointWriter
+        from .writer import PAGE_CACHE_KIB, PointWriter
 
         shard = store.open_shard(self.dir, self.node)
         self._shard_path = shard.path
@@ -151,10 +166,11 @@ class Run:
             shard.close()
         self._run_num = num
         path = self._shard_path
-        self._writer = PointWriter(lambda: store.Shard(path), num, proc,
+        self._writer = PointWriter(lambda: store.Shard(path, cache_kib=PAGE_CACHE_KIB), num, proc,
                                    heartbeat=not self.attached, shard_path=path)
         self.queue = self._writer.queue
         self._encode = encode_values
+        self._header = HEADER.pack
         if not self.attached:
             # Describing the machine reads NVML, which can hang: its own thread, never waited on.
             threading.Thread(target=self._record_system, name="tracklab-sysinfo",
@@ -233,33 +249,36 @@ class Run:
             self._warn("type", f"tracklab: log() takes a dict of metrics, not "
                        f"{type(data).__name__}; ignored")
             return
-        # Values are packed here, into bytes: the queue then holds no object the garbage
-        # collector tracks, so a long queue never makes a collection (a stall) longer.
+        if step is None or type(step) is not int or not 0 <= step <= _STEP_MAX:
+            step = self._step if step is None else self._clean_step(step)
+        self._step = step + 1
+        # Packed here, into one record of bytes (see pointqueue): the queue holds no object per
+        # call, so a burst costs little memory and a long queue never lengthens a GC pass.
         if _FLOATS.issuperset(map(type, vals)):
-            fmt, blob = None, _pack_doubles(len(vals))(*vals)
+            fmt, record = None, _float_record(len(vals))(step, _time(), *vals)
         else:
             if not _PLAIN.issuperset(map(type, vals)):
                 data = self._clean(data)
                 vals = tuple(data.values())
             fmt, blob = self._encode(vals)
-        if step is None or type(step) is not int or step < 0:
-            step = self._step if step is None else self._clean_step(step)
-        self._step = step + 1
+            record = self._header(step, _time()) + blob
         keys = tuple(data)
         if keys == self._keys:
-            keys = self._keys  # one shared tuple per key set: less memory, less GC traversal
+            keys = self._keys  # one shared tuple per key set: the queue's segments compare it
         else:
             self._keys = keys
-        q = self.queue
-        q.extend((step, _time(), keys, fmt, blob))  # one atomic extend: ITEM_WIDTH items
-        if len(q) >= WAKE_AT_ITEMS:
+        queued = self.queue.put(keys, fmt, record)
+        if queued >= WAKE_AT_BYTES:
             self._writer.wake()
-            if len(q) > MAX_QUEUED_ITEMS:
-                for _ in range(ITEM_WIDTH):
-                    q.pop()
-                self._writer.dropped += 1
-                self._warn("full", "tracklab: the store is not keeping up (1,000,000 rows "
-                           "waiting); new metrics are dropped until it does")
+            if queued >= YIELD_AT_BYTES:
+                self._behind += 1
+                if self._behind == YIELD_EVERY:
+                    self._behind = 0
+                    _sleep(0)
+        elif queued < 0:
+            self._writer.dropped += 1
+            self._warn("full", f"tracklab: the store is not keeping up ({self.queue.limit >> 20} "
+                       "MB of metrics waiting); new metrics are dropped until it does")
 
     def _clean(self, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -284,11 +303,11 @@ class Run:
 
         try:
             s = operator.index(step)
-            if s >= 0:
-                return s
         except TypeError:
-            pass
-        self._warn("step", f"tracklab: step {_short(step)} is not a non-negative integer; "
+            s = -1
+        if 0 <= s <= _STEP_MAX:
+            return s
+        self._warn("step", f"tracklab: step {_short(step)} is not an integer from 0 to 2**63-1; "
                    "using the next step instead")
         return self._step
 
@@ -479,13 +498,8 @@ def _after_fork() -> None:
     for run in list(_live):
         run._noop = True
         run._closed = True
-        run.queue = _Discard()
+        run.queue = None  # the parent's points are the parent's to write; log() is a no-op
     _live.clear()
-
-
-class _Discard(list):  # type: ignore[type-arg]
-    def append(self, item: Any) -> None:
-        return None
 
 
 # -- helpers -------------------------------------------------------------------------------------

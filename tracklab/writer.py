@@ -1,9 +1,9 @@
-"""The background writer behind ``log()``: the training thread only appends to a deque.
+"""The background writer behind ``log()``: the training thread only appends to a byte queue.
 
 Every ``FLUSH_EVERY_S`` (or sooner when the queue is long, or on ``flush()``) the writer drains
-the queue, validates key names once per distinct key set, packs each row, keeps per-key running
-statistics and writes it all in one transaction. Store failures warn once and drop: they never
-reach the training loop.
+the queue (:mod:`tracklab.pointqueue`) a segment at a time, validates key names once per distinct
+key set, keeps per-key running statistics and writes the rows in transactions of about ``CHUNK``.
+Store failures warn once and drop: they never reach the training loop.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, groupby
+from operator import itemgetter
+from typing import Any
 
 from .errors import StoreError
-from .sdk import ITEM_WIDTH
+from .pointqueue import HEADER, PointQueue, Segment, layouts
 from .store import Shard
 from .store.codec import decode_values, dumps_exact, encode_values
 
@@ -28,17 +29,22 @@ log = logging.getLogger("tracklab.writer")
 FLUSH_EVERY_S = 1.0
 MAX_KEY_LENGTH = 256
 MAX_KEYS_PER_RUN = 10_000
-CHUNK = 1_000             # rows per transaction: bounds the writer's memory and its GIL holds
-SLICE = 250               # calls handled between two yields of the GIL (~0.5 ms of work)
+# A writer that cannot keep up for this long (a hung disk) costs points, not the machine's memory.
+MAX_QUEUED_BYTES = 100 * 1024 * 1024  # ~1,300,000 calls of 8 floats
+CHUNK = 4_096  # calls per transaction (their packed segments are what the writer holds)
+# The writer's connection only appends: a few pages are hot. SQLite's default cache (2 MB) would
+# be a fifth of the memory budget of a process that logs flat out.
+PAGE_CACHE_KIB = 256
+
+# Rows for write_points(): key set, format, how many rows, and their step, time, vals, step, ...
+Batch = tuple[int, "str | None", int, Iterable[Any]]
 
 
 class PointWriter:
     def __init__(self, connect: Callable[[], Shard], run_num: int, proc_num: int,
                  heartbeat: bool = False, shard_path: str | None = None) -> None:
         self.shard_path = shard_path
-        # flat: ITEM_WIDTH items per log() call (step, time, keys, fmt, packed values), all
-        # of them objects the garbage collector does not track
-        self.queue: deque[Any] = deque()
+        self.queue = PointQueue(MAX_QUEUED_BYTES)
         self.run_num = run_num
         self.proc_num = proc_num
         self.written = 0
@@ -56,12 +62,15 @@ class PointWriter:
         self._thread.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        # Set once, not on every call past the threshold: each set() takes the event's lock,
+        # which the waking writer needs too, and a training thread hammering it starves it.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write everything queued so far. False if that took longer than ``timeout``."""
         if not self._thread.is_alive():
-            return not self.queue
+            return not self.queue.nbytes
         ack = threading.Event()
         self._acks.append(ack)
         self._wake.set()
@@ -97,7 +106,7 @@ class PointWriter:
                 wal = (st.st_size, st.st_mtime_ns)
             except OSError:
                 pass
-        return (self.written, self.dropped, len(self.queue), wal)
+        return (self.written, self.dropped, self.queue.nbytes, wal)
 
     # -- the thread -------------------------------------------------------------------------------
 
@@ -127,74 +136,97 @@ class PointWriter:
             shard.close()
 
     def _drain(self, shard: Shard | None) -> None:
-        q = self.queue
-        while q:
-            n = min(len(q) // ITEM_WIDTH, CHUNK)
-            pop = q.popleft
-            items = [(pop(), pop(), pop(), pop(), pop()) for _ in range(n)]
+        take = self.queue.take
+        while True:
+            # Segments of about CHUNK calls: they stay packed (80 B a call of 8 floats) until
+            # write_points() pulls their rows, a statement's worth at a time.
+            segs: list[Segment] = []
+            calls = 0
+            while calls < CHUNK and (seg := take()) is not None:
+                segs.append(seg)
+                calls += len(seg[3]) // seg[2]
+            if not segs:
+                break
             if shard is None:
-                self.dropped += n
+                self.dropped += calls
                 continue
-            rows, touched = self._rows(shard, items)
-            if not rows and not self._heartbeat:
-                continue
-            stats = [self._stat_row(k) for k in touched]
-            try:
-                shard.write_points(rows, stats,
-                                   (time.time(), self.run_num) if self._heartbeat else None)
-                self.written += len(rows)
-            except (sqlite3.Error, StoreError, OSError) as exc:
-                self.dropped += len(rows)
-                self._warn_once("write", f"tracklab: warning: writing metrics failed ({exc}); dropping "
-                                "them, training goes on")
-        if self._heartbeat and shard is not None and not q:
+            touched: set[str] = set()
+            batches: list[Batch] = []
+            for seg in segs:
+                for b in self._batches(shard, seg, touched):
+                    if batches and batches[-1][:2] == b[:2]:  # same key set and format
+                        num, fmt, n, flat = batches[-1]
+                        batches[-1] = (num, fmt, n + b[2], chain(flat, b[3]))  # fuller inserts
+                    else:
+                        batches.append(b)
+                time.sleep(0)  # let the training thread in: no log() call waits on a long fold
+            if batches:
+                self._write(shard, batches, touched)
+        if self._heartbeat and shard is not None:
             try:
                 shard.update_run(self.run_num, heartbeat_at=time.time())
             except (sqlite3.Error, StoreError):
                 pass
 
-    def _rows(self, shard: Shard, items: list[Any]) -> tuple[list[tuple[Any, ...]], set[str]]:
-        """Pack queued calls into rows, and fold their values into the per-key statistics.
-
-        Calls are taken in runs that share a key set (the usual case: the same dict every
-        step), so statistics are computed a column at a time with C-level builtins.
-        """
-        rows: list[tuple[Any, ...]] = []
-        touched: set[str] = set()
+    def _write(self, shard: Shard, batches: list[Batch], touched: set[str]) -> None:
+        n = sum(b[2] for b in batches)
+        stats = [self._stat_row(k) for k in touched]
         run, proc = self.run_num, self.proc_num
-        i, n = 0, len(items)
-        while i < n:
-            keys = items[i][2]
-            j = i + 1
-            while j < n and j - i < SLICE and items[j][2] == keys:
-                j += 1
-            group = items[i:j]
-            i = j
-            ks: tuple[int, list[int] | None] | Literal[False] | None  # False: not looked up yet
-            ks = self._keysets.get(keys, False)
-            if ks is False:
-                ks = self._keysets[keys] = self._keyset(shard, keys)
-            if ks is None:
-                continue
-            num, keep = ks
-            vals_list = [decode_values(fmt, blob) for _s, _t, _k, fmt, blob in group]
-            if keep is None:
-                rows.extend((run, proc, step, t, num, fmt, blob)
-                            for step, t, _k, fmt, blob in group)
-            else:  # some names were refused: re-pack the values that stay
-                keys = tuple(keys[k] for k in keep)
-                vals_list = [tuple(v[k] for k in keep) for v in vals_list]
-                for (step, t, _k, _f, _b), vals in zip(group, vals_list):
-                    fmt, blob = encode_values(vals)
-                    rows.append((run, proc, step, t, num, fmt, blob))
-            last_step, last_time = group[-1][0], group[-1][1]
-            for key, col in zip(keys, zip(*vals_list)):
-                touched.add(key)
-                self._fold(key, col, last_step, last_time)
-            time.sleep(0)  # let the training thread in: no log() call waits on a long slice
-        return rows, touched
+        try:
+            shard.write_points([(run, proc, num, fmt, flat) for num, fmt, _, flat in batches],
+                               stats, (time.time(), self.run_num) if self._heartbeat else None)
+            self.written += n
+        except (sqlite3.Error, StoreError, OSError) as exc:
+            self.dropped += n
+            self._warn_once("write", f"tracklab: warning: writing metrics failed ({exc}); dropping "
+                            "them, training goes on")
 
-    def _fold(self, key: str, col: tuple[Any, ...], last_step: int, last_time: float) -> None:
+    def _batches(self, shard: Shard, seg: Segment, touched: set[str]) -> list[Batch]:
+        """Fold a segment's values into the per-key statistics, and return its rows.
+
+        A segment's calls share their keys and layout, so statistics are computed a column at a
+        time with C-level builtins, for all-float calls straight from the packed doubles; and
+        rows come out of the packed records as the insert pulls them.
+        """
+        keys, fmt, size, records = seg
+        if keys in self._keysets:
+            ks = self._keysets[keys]
+        else:
+            ks = self._keysets[keys] = self._keyset(shard, keys)
+        if ks is None:
+            return []
+        num, keep = ks
+        whole, values = layouts(fmt, size)
+        last_step, last_time = HEADER.unpack_from(records, len(records) - size)
+        if fmt is None and keep is None:  # the usual case: no Python object per call
+            width = size // 8  # doubles per record: the header's two, then the values
+            doubles = memoryview(records).cast("d")
+            cols: Sequence[Sequence[Any]] = [doubles[j::width] for j in range(2, width)]
+        else:
+            if values is None:  # packed as JSON (an int beyond 64 bits)
+                calls = [(step, t, *decode_values(fmt, blob))
+                         for step, t, blob in whole.iter_unpack(records)]
+            else:
+                calls = list(values.iter_unpack(records))
+            if keep is not None:  # some names were refused: only the others' values stay
+                keys = tuple(keys[k] for k in keep)
+                calls = [(c[0], c[1], *(c[2 + k] for k in keep)) for c in calls]
+            cols = list(zip(*calls))[2:]
+        for key, col in zip(keys, cols):
+            touched.add(key)
+            self._fold(key, col, last_step, last_time)
+        if keep is None:
+            return [(num, fmt, len(records) // size,
+                     chain.from_iterable(whole.iter_unpack(records)))]
+        # packed anew, and the format may differ between calls: (step, time, fmt, vals) each
+        packed = [(c[0], c[1], *encode_values(c[2:])) for c in calls]
+        batches: list[Batch] = []
+        for f, group in groupby(packed, key=itemgetter(2)):
+            rows = [(step, t, blob) for step, t, _f, blob in group]
+            batches.append((num, f, len(rows), chain.from_iterable(rows)))
+        return batches
+
+    def _fold(self, key: str, col: Sequence[Any], last_step: int, last_time: float) -> None:
         s = self._stats.get(key)
         if s is None:
             s = self._stats[key] = [0, 0, None, None, 0.0, None, None, None]
