@@ -369,3 +369,32 @@ def test_read_proc_on_recorded_files(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (d / "stat").write_text("42 (a) " + " ".join(["Z", *fields[1:]]) + "\n")
     assert process.read_proc(42, str(tmp_path)) is None  # a zombie
     assert process.read_proc(43, str(tmp_path)) is None
+
+
+def test_tracklabs_own_helper_commands_are_not_part_of_the_tree() -> None:
+    """The SDK measures the tree of the process it runs in, which also starts tracklab's own
+    short commands (git, a package probe): those are left out; a child of the user's is not."""
+    import threading
+
+    from tracklab import context
+    from tracklab.collectors import HELPER_PIDS
+
+    c = process.ProcessTreeCollector()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(3)"]
+    helper = threading.Thread(target=context._helper, args=(sleeper,))
+    helper.start()
+    users = subprocess.Popen(sleeper)
+    try:
+        deadline = time.monotonic() + 10
+        while not HELPER_PIDS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (ours,) = HELPER_PIDS
+        got = c.collect()
+        assert got is not None and users.pid in got["pids"] and ours not in got["pids"]
+        assert got["count"] == 2  # this process and the user's child
+    finally:
+        users.kill()
+        users.wait()
+        helper.join()
+        c.close()
+    assert not HELPER_PIDS

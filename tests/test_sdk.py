@@ -100,3 +100,13 @@ def test_points_reach_the_store_within_about_a_second() -> None:
         time.sleep(0.05)
     assert _points(run.id, "x")
     run.finish()
+
+
+def test_finish_leaves_the_machines_description_stored() -> None:
+    """The description (system, git state, packages) is read off the training thread; finish()
+    gives it a moment, so a finished run has it."""
+    run = tracklab.init()
+    run.finish()
+    info = tracklab.open_run(run.id).info
+    assert info["system"] and info["system"].get("cpu_count")
+    assert info["context"] and "python" in info["context"]

@@ -98,17 +98,42 @@ ENV_PACKAGES = "TRACKLAB_PACKAGES"  # more package names to record, comma or spa
 _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
 
+def _helper(argv: list[str], **popen: Any) -> tuple[int, bytes]:
+    """``(exit code, stdout)`` of one of tracklab's own short commands (git, a package probe),
+    killed after GIT_TIMEOUT_S. Its pid is in HELPER_PIDS meanwhile, so that a run measuring
+    this process's own tree (the SDK's monitor) does not count it as the user's.
+
+    Raises:
+        OSError, subprocess.SubprocessError: it could not start, or timed out.
+    """
+    import subprocess
+
+    from .collectors import HELPER_PIDS
+
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, **popen) as p:
+        HELPER_PIDS.add(p.pid)
+        try:
+            out, _ = p.communicate(timeout=GIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise
+        finally:
+            HELPER_PIDS.discard(p.pid)
+    return p.returncode, out
+
+
 def _git(cwd: str, *args: str) -> bytes | None:
     """Output of one git command, or None when git is missing, fails or times out."""
     import subprocess
 
     env = dict(os.environ, **_GIT_ENV)
     try:
-        res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True,
-                             stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_S, check=False)
+        code, out = _helper(["git", *args], cwd=cwd, env=env)
     except (OSError, subprocess.SubprocessError):
         return None
-    return res.stdout if res.returncode == 0 else None
+    return out if code == 0 else None
 
 
 def code_state(cwd: str, save_diff: bool = False) -> dict[str, Any]:
@@ -249,10 +274,11 @@ def python_info(command: list[str] | None = None, environ: Mapping[str, str] | N
     exe = interpreter(command or [sys.executable], environ)
     if exe is not None and os.path.abspath(exe) != os.path.abspath(sys.executable):
         try:
-            res = subprocess.run([exe, "-c", _PROBE, json.dumps(names)], capture_output=True,
-                                 env=dict(environ) if environ is not None else None,
-                                 stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_S, check=True)
-            data = json.loads(res.stdout)
+            code, out = _helper([exe, "-c", _PROBE, json.dumps(names)],
+                                env=dict(environ) if environ is not None else None)
+            if code != 0:
+                raise ValueError(f"the probe exited {code}")
+            data = json.loads(out)
             packages = data.pop("packages")
             return dict(data, source="command"), packages
         except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):

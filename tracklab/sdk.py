@@ -45,6 +45,7 @@ WAKE_AT_BYTES = 2 * 1024 * 1024
 YIELD_AT_BYTES = 4 * 1024 * 1024
 YIELD_EVERY = 128
 _STEP_MAX = 2**63 - 1  # steps are stored as SQLite integers
+SYSINFO_WAIT_S = 1.0  # finish() waits this long for the machine's description (git, NVML)
 _RECORDS: dict[int, Any] = {}
 
 
@@ -118,6 +119,9 @@ class Run:
         self._writer: Any = None
         self._run_num: int | None = None
         self._shard_path: str | None = None
+        self._sysinfo: threading.Thread | None = None
+        self._sysinfo_lock = threading.Lock()
+        self._sysinfo_late = False
         self.queue: Any = None  # a PointQueue once the store is open
         try:
             self._open(system_monitor)
@@ -172,9 +176,11 @@ class Run:
         self._encode = encode_values
         self._header = HEADER.pack
         if not self.attached:
-            # Describing the machine reads NVML, which can hang: its own thread, never waited on.
-            threading.Thread(target=self._record_system, name="tracklab-sysinfo",
-                             daemon=True).start()
+            # Describing the machine reads NVML, which can hang: its own thread, waited on for
+            # at most SYSINFO_WAIT_S by finish(), after which it writes nothing
+            self._sysinfo = threading.Thread(target=self._record_system, name="tracklab-sysinfo",
+                                             daemon=True)
+            self._sysinfo.start()
         if system_monitor and not self.attached:
             from .monitoring import get_run_system_monitor
 
@@ -203,13 +209,15 @@ class Run:
             from .context import run_context  # issue 8: git state, interpreter, packages
 
             ctx = dumps_exact(run_context([sys.executable, *sys.argv], os.getcwd()))
-            num = self._run_num
-            shard = store.Shard(self._shard_path or "")
-            try:
-                if num is not None:  # None once the run has finished meanwhile
+            with self._sysinfo_lock:
+                num = self._run_num
+                if num is None or self._sysinfo_late:
+                    return  # the run has finished meanwhile: its store is no longer ours
+                shard = store.Shard(self._shard_path or "")
+                try:
                     shard.update_run(num, system=info, context=ctx)
-            finally:
-                shard.close()
+                finally:
+                    shard.close()
         except Exception:  # noqa: BLE001 - an optional description; the run goes on without it
             _logger().debug("system information not recorded", exc_info=True)
 
@@ -348,12 +356,23 @@ class Run:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close(timeout=2.0)
+        self._end_sysinfo()
         if not self.attached and self._run_num is not None:
             failed = bool(_exception) or bool(exit_code)
             self._set_final("failed" if failed else "finished",
                             1 if failed and exit_code is None else (exit_code or 0))
         elif self.summary and self._run_num is not None:  # issue 8: the wrapper owns the rest
             self._set_final(None, None)
+
+    def _end_sysinfo(self) -> None:
+        """Give the machine's description a moment to be stored; past that it never is (it would
+        land after the run's end, in a store the process may no longer own)."""
+        thread = self._sysinfo
+        if thread is not None:
+            thread.join(SYSINFO_WAIT_S)
+        if self._sysinfo_lock.acquire(timeout=SYSINFO_WAIT_S):
+            self._sysinfo_late = True
+            self._sysinfo_lock.release()
 
     def _set_final(self, status: str | None, exit_code: int | None) -> None:
         """Write the end of an owned run, and ``summary`` merged into the run's ``user``

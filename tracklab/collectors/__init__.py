@@ -16,6 +16,9 @@ from typing import Any
 log = logging.getLogger("tracklab.collectors")
 
 GPU_DEADLINE_S = 2.0  # an NVML call that takes longer is treated as hung (GPU off the bus)
+# tracklab's own short-lived subprocesses (git, a package probe; see context._helper): never part
+# of a measured process tree, though the SDK measures the tree of the process that starts them
+HELPER_PIDS: set[int] = set()
 
 
 class SystemCollectors:

@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from . import HELPER_PIDS
 from ._procfs import ProcFiles, read_once
 
 _USS_EVERY_S = 5.0  # smaps costs milliseconds on big processes; USS moves slowly
@@ -118,6 +119,8 @@ class ProcessTreeCollector:
 
     def _collect(self, now: float, wall: float) -> dict[str, Any] | None:
         pids = self._walk()
+        if HELPER_PIDS:
+            pids = [pid for pid in pids if pid not in HELPER_PIDS]
         dt = now - self._last_at if self._last_at is not None else None
         out: dict[str, Any] = {"pid": self.root_pid, "count": 0, "cpu": 0.0, "rss": 0,
                                "uss": None, "threads": 0, "readBytes": None,
