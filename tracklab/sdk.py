@@ -354,9 +354,8 @@ class Run:
 
             cleanup_run_monitor(self.id, self.project)
         writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close(timeout=2.0)
-        self._end_sysinfo()
+        responsive = writer.close(timeout=2.0) if writer is not None else True
+        self._end_sysinfo(SYSINFO_WAIT_S if responsive else 0.0)
         if not self.attached and self._run_num is not None:
             failed = bool(_exception) or bool(exit_code)
             self._set_final("failed" if failed else "finished",
@@ -364,13 +363,14 @@ class Run:
         elif self.summary and self._run_num is not None:  # issue 8: the wrapper owns the rest
             self._set_final(None, None)
 
-    def _end_sysinfo(self) -> None:
-        """Give the machine's description a moment to be stored; past that it never is (it would
-        land after the run's end, in a store the process may no longer own)."""
+    def _end_sysinfo(self, wait: float) -> None:
+        """Give the machine's description ``wait`` seconds to be stored (none when the store has
+        just failed to respond); past that it is not stored, unless its write has begun (it
+        would otherwise land after the run's end, in a store the process may no longer own)."""
         thread = self._sysinfo
-        if thread is not None:
-            thread.join(SYSINFO_WAIT_S)
-        if self._sysinfo_lock.acquire(timeout=SYSINFO_WAIT_S):
+        if thread is not None and wait > 0:
+            thread.join(wait)
+        if self._sysinfo_lock.acquire(timeout=wait):
             self._sysinfo_late = True
             self._sysinfo_lock.release()
 
