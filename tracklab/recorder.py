@@ -25,6 +25,7 @@ from .store.codec import dumps_exact, encode_sample, flatten
 log = logging.getLogger("tracklab.recorder")
 
 STATS_EVERY_S = 2.0
+FOLD_ROWS = 50  # samples held before folding into the statistics (~8 KB each, full with 8 GPUs)
 HEARTBEAT_EVERY_S = 1.0  # readers call a run crashed after 30 s without one; a crashed run ends at it
 
 
@@ -63,6 +64,8 @@ class SampleRecorder:
                 self._fold()
                 self._row_paths = key
             self._rows.append(values)
+            if len(self._rows) >= FOLD_ROWS:
+                self._fold()
             self.count += 1
             try:
                 if self._shard is None:
