@@ -347,6 +347,31 @@ def test_final_segment_of_rewritten_lines() -> None:
     assert final_segment(b"\r") == b""
 
 
+def test_lines_written_together_are_stored_and_read_back_line_by_line(tmp_path: Path) -> None:
+    # One write of many lines (one chunk through a pipe), progress-bar rewrites and CRLF inside
+    # it, a line split across two writes, and a line far over the piece size: what is read back
+    # is each line, in order, as it was left on screen.
+    script = write_script(tmp_path, r"""
+import sys, time
+w = sys.stdout.buffer
+w.write(b"first\n 10%\r 50%\r100%\nwin\r\nhalf a ")
+w.flush()
+time.sleep(0.3)
+w.write(b"line\n" + b"Z" * 150_000 + b"\nlast\n")
+w.flush()
+""")
+    res = run_tracklab("run", "-q", "--run-id", "chunks", "--", sys.executable, str(script))
+    assert res.returncode == 0, res.stderr
+    lines = [r["line"] for r in console_rows("chunks")]
+    assert lines[:4] == ["first", "100%", "win", "half a line"]
+    assert [len(x) for x in lines[4:-1]] == [65536, 65536, 150_000 - 2 * 65536]
+    assert lines[-1] == "last"
+    assert run_tracklab("logs", "chunks", "--tail", "2").stdout.splitlines() == \
+        ["Z" * (150_000 - 2 * 65536), "last"]
+    info = tracklab.open_run("chunks").info["summary"]["console"]
+    assert info["lines"] == len(lines) == 8 and info["trimmed"] == 0
+
+
 def test_follow_of_a_finished_run_prints_and_returns() -> None:
     run_tracklab("run", "-q", "--run-id", "done", "--", sys.executable, "-c", "print('a')")
     res = run_tracklab("logs", "done", "-f", timeout=30)

@@ -44,8 +44,8 @@ DEFAULT_LIMIT = 10 * 1024 * 1024  # bytes of line text stored per run (first hal
 QUEUE_BYTES = 16 * 1024 * 1024  # in flight between reader and writer before lines are dropped
 BATCH_BYTES = 1024 * 1024  # wake the writer early when this much is waiting
 MIN_SECRET = 6  # shorter secret values are not searched for (they would garble ordinary text)
-SMALL_READ = 1024  # a read shorter than this means the reader is ahead of the child...
-GATHER_S = 0.0002  # ...so it waits this long before the next (fewer wake-ups, less CPU)
+SMALL_READ = 4000  # a read shorter than this means the reader is ahead of the child...
+GATHER_S = 0.001  # ...so it waits this long before the next (fewer wake-ups, less CPU)
 _READ = 1 << 16
 
 
@@ -90,8 +90,10 @@ class ConsoleCapture(ConsoleStoreWriter):
         self._head_left = self.limit // 2
         self._tail_cap = self.limit - self.limit // 2
         self._in_tail = False
-        self._tail: collections.deque[tuple[int, int]] = collections.deque()  # (rowid, size)
+        # the stored tail's rows: (rowid, bytes, lines)
+        self._tail: collections.deque[tuple[int, int, int]] = collections.deque()
         self._tail_bytes = 0
+        self._tail_lines = 0
         self._marker: tuple[int, str] | None = None  # (rowid, text) once written
         self._partial = {"stdout": Line(), "stderr": Line()}
 
@@ -177,7 +179,7 @@ class ConsoleCapture(ConsoleStoreWriter):
             return {"captured": False}
         return {
             "captured": True, "limit": self.limit,
-            "lines": self._head_lines + len(self._tail),
+            "lines": self._head_lines + self._tail_lines,
             "bytes": self.limit // 2 - self._head_left + self._tail_bytes,
             "dropped": self.dropped, "dropped_bytes": self._lost_bytes[0] + self._lost_bytes[1],
             "trimmed": self.trimmed, "trimmed_bytes": self._trimmed[1] + self._skipped[1],
@@ -272,7 +274,7 @@ class ConsoleCapture(ConsoleStoreWriter):
             ch.gap = 0
             self._queued += len(data)
             self._offset += len(data)
-            if self._queued >= BATCH_BYTES:
+            if self._queued >= BATCH_BYTES and not self._in_tail:  # the head: store it all
                 self._wake.set()
 
     def _skip_oldest(self, room: int) -> None:

@@ -1,15 +1,21 @@
 """The writer half of :class:`~tracklab.capture.ConsoleCapture`: what reaches the run store.
 
-The writer thread wakes every :data:`WRITE_EVERY_S`, cuts the queued chunks into lines (a line
-rewritten with ``\\r`` becomes its last non-empty segment, one longer than :data:`MAX_LINE` is
-stored in pieces), keeps the stored text under the cap (the first half as it comes, then a rolling
-tail behind one :data:`MARKER` row) and writes each batch in one transaction with its own
-connection.
+The writer thread wakes every :data:`WRITE_EVERY_S`, cuts the queued chunks at their last newline
+(a line rewritten with ``\\r`` becomes its last non-empty segment, one longer than
+:data:`MAX_LINE` is stored in pieces), keeps the stored text under the cap (the first half as it
+comes, then a rolling tail behind one :data:`MARKER` row) and writes each batch in one
+transaction with its own connection.
+
+A stored row holds the lines of one stream that arrived together: up to :data:`ROW_BYTES`, read
+within :data:`ROW_SPAN_S` of each other, joined by ``\\n``, with the time the last of them was
+read. Every step works on whole chunks with bytes methods, never line by line in Python, so a
+flood of short lines costs the wrapper (and the training beside it) little CPU.
 """
 
 from __future__ import annotations
 
 import collections
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -23,8 +29,15 @@ if TYPE_CHECKING:
     from .tty import Channel
 
 WRITE_EVERY_S = 0.3  # one transaction per this interval at most (logs --follow sees it soon)
+TAIL_EVERY_S = 1.0  # ...and per this one while a flood past the head fills the rolling tail
+FLOOD_BYTES = 1024 * 1024  # a batch this large past the head is a flood
 MAX_LINE = 64 * 1024  # a longer line (no newline) is stored in pieces of this size
+ROW_BYTES = 64 * 1024  # the most text one stored row holds (whole lines, joined by \n)
+ROW_SPAN_S = 0.1  # lines read further apart than this go to separate rows (their own times)
 MARKER = "tracklab"  # the stream of the marker row where the middle of a long output was cut
+_CR_LINE = re.compile(rb"[^\n]*\r[^\n]*")  # a line with a \r in it (a progress bar, CRLF)
+
+Row = tuple[float, str, bytes, int]  # time, stream, text (lines joined by \n), number of lines
 
 
 class Line:
@@ -41,9 +54,10 @@ class Line:
         cr = buf.rfind(b"\r")
         if cr > 0:  # keep the last finished segment and what follows the last \r
             buf = final_segment(buf[:cr]) + buf[cr:]
-        if len(buf) > MAX_LINE:
-            self.buf = b""
-            return final_segment(buf)
+        if len(buf) > MAX_LINE:  # whole pieces go; the rest waits for more
+            n = len(buf) - len(buf) % MAX_LINE
+            self.buf = buf[n:]
+            return final_segment(buf[:n])
         self.buf = buf
         return None
 
@@ -61,6 +75,34 @@ def final_segment(raw: bytes) -> bytes:
         if seg:
             return seg
     return b""
+
+
+def tidy(block: bytes) -> bytes:
+    """Whole lines (joined by ``\\n``) as they are stored: each rewritten line as its last
+    segment, each line longer than :data:`MAX_LINE` in pieces (one per line of the result)."""
+    if b"\r" in block:
+        block = _CR_LINE.sub(lambda m: final_segment(m.group()), block)
+    if len(block) > MAX_LINE:
+        lines = block.split(b"\n")
+        if max(map(len, lines)) > MAX_LINE:
+            block = b"\n".join(line[i:i + MAX_LINE] if line else line
+                               for line in lines for i in range(0, len(line) or 1, MAX_LINE))
+    return block
+
+
+def lines_in(text: bytes) -> int:
+    return text.count(b"\n") + 1
+
+
+def split_rows(t: float, stream: str, block: bytes) -> Iterator[Row]:
+    """Cut tidy lines into rows of at most :data:`ROW_BYTES` (at newlines)."""
+    while len(block) > ROW_BYTES:
+        cut = block.rfind(b"\n", 0, ROW_BYTES + 1)
+        if cut <= 0:  # not after tidy(); keeps the loop finite anyway
+            cut = ROW_BYTES
+        yield t, stream, block[:cut], lines_in(block[:cut])
+        block = block[cut + 1:]
+    yield t, stream, block, lines_in(block)
 
 
 class ConsoleStoreWriter:
@@ -89,8 +131,9 @@ class ConsoleStoreWriter:
     _head_left: int
     _tail_cap: int
     _in_tail: bool
-    _tail: collections.deque[tuple[int, int]]
+    _tail: collections.deque[tuple[int, int, int]]
     _tail_bytes: int
+    _tail_lines: int
     _marker: tuple[int, str] | None
     _partial: dict[str, Line]
 
@@ -130,7 +173,7 @@ class ConsoleStoreWriter:
                     self._wake.clear()
                 with self._lock:
                     items, self._queue = self._queue, collections.deque()
-                    self._queued = 0
+                    arrived, self._queued = self._queued, 0
                     cut, self._cut = self._cut, {}
                 if self._in_tail:  # only the batch's last tail_cap bytes can stay: skip the rest
                     cut.update(self._trim_front(items))
@@ -146,25 +189,25 @@ class ConsoleStoreWriter:
                             if ch.gap:
                                 items.append((time.time(), ch.stream, b"", ch.gap))
                                 ch.gap = 0
-                raw = list(self._lines(items))
+                blocks = list(self._blocks(items))
                 if final:
-                    raw.extend((time.time(), s, p.end(b"")) for s, p in self._partial.items()
-                               if p.buf)
-                took = time.monotonic()
-                self._store(shard, raw, final)
+                    blocks.extend((time.time(), s, tidy(p.end(b""))) for s, p in
+                                  self._partial.items() if p.buf)
+                self._store(shard, list(self._rows(blocks)), final)
                 if final:
                     return
-                took = time.monotonic() - took
-                if self._in_tail and took * 2 > WRITE_EVERY_S:
-                    # a flood past the head: rewriting the rolling tail is all the writer does,
-                    # so it rests twice as long as it worked (less CPU taken from the training)
-                    self._final.wait(took * 2)
+                if self._in_tail and arrived >= FLOOD_BYTES:
+                    # a flood past the head: every write replaces the rolling tail, so write it
+                    # once every TAIL_EVERY_S (the reader keeps only the newest tail meanwhile)
+                    self._final.wait(TAIL_EVERY_S - WRITE_EVERY_S)
         finally:
             if shard is not None:
                 shard.close()
 
-    def _lines(self, items: Iterable[tuple[float, str, bytes, int]]
-               ) -> Iterator[tuple[float, str, bytes]]:
+    def _blocks(self, items: Iterable[tuple[float, str, bytes, int]]
+                ) -> Iterator[tuple[float, str, bytes]]:
+        """Each chunk's complete lines, tidied, as one block (the unfinished last line waits
+        in the stream's :class:`Line` for the next chunk)."""
         for t, stream, data, gap in items:
             if stream in self._resync:  # skip the rest of a line whose start was cut
                 nl = data.find(b"\n")
@@ -178,54 +221,76 @@ class ConsoleStoreWriter:
                 yield t, stream, (f"[tracklab: {gap:,} line(s) not stored here: the store did "
                                   "not keep up]").encode()
             part = self._partial[stream]
-            lines = data.split(b"\n")
-            last = lines.pop()
-            if lines:
-                yield t, stream, part.end(lines[0])
-                for raw in lines[1:]:
-                    yield t, stream, final_segment(raw) if b"\r" in raw else raw
-            piece = part.feed(last)
+            last = data.rfind(b"\n")
+            if last >= 0:
+                first = data.find(b"\n")
+                yield t, stream, tidy(part.end(data[:first]) + data[first:last])
+                data = data[last + 1:]
+            piece = part.feed(data) if data else None
             if piece is not None:
-                yield t, stream, piece
+                yield t, stream, tidy(piece)
 
-    def _store(self, shard: Any, raw: list[tuple[float, str, bytes]], final: bool) -> None:
+    @staticmethod
+    def _rows(blocks: Iterable[tuple[float, str, bytes]]) -> Iterator[Row]:
+        """Merge consecutive blocks of a stream into rows (:data:`ROW_BYTES`,
+        :data:`ROW_SPAN_S`), each with the time of its last block."""
+        parts: list[bytes] = []
+        size, since, until, stream = 0, 0.0, 0.0, ""
+        for t, s, block in blocks:
+            if parts and (s != stream or t - since > ROW_SPAN_S or
+                          size + len(block) + 1 > ROW_BYTES):
+                yield from split_rows(until, stream, b"\n".join(parts))
+                parts = []
+            if not parts:
+                size, since, stream = -1, t, s
+            parts.append(block)
+            size += len(block) + 1
+            until = t
+        if parts:
+            yield from split_rows(until, stream, b"\n".join(parts))
+
+    def _store(self, shard: Any, rows: list[Row], final: bool) -> None:
         """Write one batch: head rows, the marker (once), tail rows and the tail's evictions
         (rows by row id, so no statement scans the run's rows), in one transaction."""
-        head, tail, evict = self._cap(raw)
+        head, tail, evict = self._cap(rows)
         num = self.run_num
-        rows = [(num, t, s, self._text(line)) for t, s, line in head]
+        out = [(num, t, s, self._text(text)) for t, s, text, _n in head]
         new_marker = self._in_tail and self._marker is None and bool(tail or self.trimmed)
         if new_marker:
             when = tail[0][0] if tail else time.time()
-            rows.append((num, when, MARKER, self._marker_text()))
-        rows += [(num, t, s, self._text(line)) for t, s, line in tail]
+            out.append((num, when, MARKER, self._marker_text()))
+        out += [(num, t, s, self._text(text)) for t, s, text, _n in tail]
         marker = None
         if self._marker is not None:
             if final and not self.trimmed:
                 marker = (self._marker[0], "")  # nothing was left out after all
             elif self.trimmed and self._marker[1] != self._marker_text():
                 marker = (self._marker[0], self._marker_text())
-        upto = max((rowid for rowid, _n in evict), default=None)
-        if not (rows or marker or upto):
+        upto = max((rowid for rowid, _size, _n in evict), default=None)
+        if not (out or marker or upto):
             return
         try:
             if shard is None:
                 raise StoreError(str(self.shard_path), "not open")
             last = shard.write_console(
-                rows, run=num, marker=marker,
+                out, run=num, marker=marker,
                 evict=None if upto is None or self._marker is None else (self._marker[0], upto))
         except (StoreError, sqlite3.Error):
-            self._lost[1] += len(head) + len(tail)
-            self._lost_bytes[1] += sum(len(r[2]) for r in head) + sum(len(r[2]) for r in tail)
-            self._tail.extend((0, len(r[2]) + 1) for r in tail)  # sizes still count
+            head_lines = sum(r[3] for r in head)
+            self._head_lines -= head_lines
+            self._lost[1] += head_lines + sum(r[3] for r in tail)
+            self._lost_bytes[1] += sum(len(r[2]) + 1 for r in head) + \
+                sum(len(r[2]) + 1 for r in tail)
+            self._tail.extend((0, len(r[2]) + 1, 0) for r in tail)  # sizes still count
             return
-        first = last - len(rows) + 1
+        first = last - len(out) + 1
         if new_marker:
-            self._marker = (first + len(head), rows[len(head)][3])
+            self._marker = (first + len(head), out[len(head)][3])
         elif marker is not None:
             self._marker = (marker[0], marker[1]) if marker[1] else None
-        self._tail.extend((first + len(rows) - len(tail) + i, len(r[2]) + 1)
-                          for i, r in enumerate(tail))
+        start = first + len(out) - len(tail)
+        self._tail.extend((start + i, len(r[2]) + 1, r[3]) for i, r in enumerate(tail))
+        self._tail_lines += sum(r[3] for r in tail)
 
     def _marker_text(self) -> str:
         if not self.trimmed:
@@ -236,45 +301,65 @@ class ConsoleStoreWriter:
                 f"keeps the first and last {self.limit // 2:,} bytes of its output "
                 "(--capture-limit)]")
 
-    def _cap(self, raw: list[tuple[float, str, bytes]]) -> tuple[
-            list[tuple[float, str, bytes]], list[tuple[float, str, bytes]], list[tuple[int, int]]]:
-        """Split a batch into head rows and surviving tail rows; pop the stored tail rows
-        (row id, size) that must go to keep the tail under its cap."""
-        i = 0
+    def _cap(self, rows: list[Row]) -> tuple[list[Row], list[Row], list[tuple[int, int, int]]]:
+        """Split a batch into head rows and surviving tail rows (a row is cut at a newline where
+        the head ends or the tail begins); pop the stored tail rows ``(row id, size, lines)``
+        that must go to keep the tail under its cap."""
+        head: list[Row] = []
         if not self._in_tail:
             left = self._head_left
-            for _t, _s, line in raw:
-                n = len(line) + 1
-                if n > left:
-                    self._in_tail = True
-                    break
-                left -= n
-                i += 1
+            for i, (t, s, text, n) in enumerate(rows):
+                if len(text) + 1 <= left:
+                    head.append(rows[i])
+                    left -= len(text) + 1
+                    continue
+                self._in_tail = True
+                cut = text.rfind(b"\n", 0, left)  # the lines before it fit in what is left
+                if cut >= 0:
+                    head.append((t, s, text[:cut], lines_in(text[:cut])))
+                    left -= cut + 1
+                    rows = [(t, s, text[cut + 1:], n - head[-1][3]), *rows[i + 1:]]
+                else:
+                    rows = rows[i:]
+                break
+            else:
+                rows = []
             self._head_left = left
-            self._head_lines += i
-        head, tail = raw[:i], raw[i:]
+            self._head_lines += sum(r[3] for r in head)
+        tail = rows
         if not tail:
             return head, tail, []
         keep, j = 0, len(tail)
         while j > 0 and keep + len(tail[j - 1][2]) + 1 <= self._tail_cap:
             j -= 1
             keep += len(tail[j][2]) + 1
-        if j:
-            self._trimmed[0] += j
-            self._trimmed[1] += sum(len(r[2]) + 1 for r in tail[:j])
-            tail = tail[j:]
+        if j:  # the rows before j do not fit: keep the last lines of row j - 1 that do
+            t, s, text, n = tail[j - 1]
+            k = text.find(b"\n", len(text) - (self._tail_cap - keep))
+            gone = tail[:j - 1] if k >= 0 else tail[:j]
+            self._trimmed[0] += sum(r[3] for r in gone)
+            self._trimmed[1] += sum(len(r[2]) + 1 for r in gone)
+            if k >= 0:
+                kept = (t, s, text[k + 1:], lines_in(text[k + 1:]))
+                self._trimmed[0] += n - kept[3]
+                self._trimmed[1] += k + 1
+                keep += len(kept[2]) + 1
+                tail = [kept, *tail[j:]]
+            else:
+                tail = tail[j:]
         evict = []
         while self._tail and self._tail_bytes + keep > self._tail_cap:
-            rowid, n = self._tail.popleft()
-            self._tail_bytes -= n
-            evict.append((rowid, n))
-        self._trimmed[0] += len(evict)
-        self._trimmed[1] += sum(n for _r, n in evict)
+            rowid, size, n = self._tail.popleft()
+            self._tail_bytes -= size
+            self._tail_lines -= n
+            evict.append((rowid, size, n))
+        self._trimmed[0] += sum(e[2] for e in evict)
+        self._trimmed[1] += sum(e[1] for e in evict)
         self._tail_bytes += keep
         return head, tail, evict
 
-    def _text(self, line: bytes) -> str:
-        text = line.decode("utf-8", "replace")
+    def _text(self, raw: bytes) -> str:
+        text = raw.decode("utf-8", "replace")
         for s in self.secrets:
             if s in text:
                 text = text.replace(s, "***")

@@ -430,8 +430,9 @@ def console_lines(view: Any, stream: str | None = None, tail: int | None = None,
         rows = shard.console(row["num"], stream, tail, start)
         if rows and after is not None:
             after[i] = rows[-1][0]
-        out.extend({"time": t, "stream": s, "line": line, "node": row["node"]}
-                   for _rowid, t, s, line in rows)
+        node = row["node"]
+        out.extend({"time": t, "stream": s, "line": line, "node": node}
+                   for _rowid, t, s, text in rows for line in text.split("\n"))
     if len(view._parts) > 1:
         out.sort(key=lambda r: r["time"])
     return out[-tail:] if tail is not None and tail > 0 else ([] if tail == 0 else out)

@@ -350,6 +350,8 @@ class Shard:
 
     def console(self, run: int, stream: str | None = None, tail: int | None = None,
                 after_rowid: int = 0) -> list[tuple[int, float, str, str]]:
+        """The run's console rows ``(rowid, time, stream, text)`` after ``after_rowid``, oldest
+        first; with ``tail``, the last ``tail`` rows (a row holds one or more lines: enough)."""
         sql = "SELECT rowid, time, stream, line FROM console WHERE run = ? AND rowid > ?"
         params: list[Any] = [run, after_rowid]
         if stream:  # the capture's marker row (where lines were left out) shows in both
