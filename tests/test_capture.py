@@ -111,9 +111,56 @@ def test_terminal_sees_exactly_what_the_child_printed(tmp_path: Path) -> None:
     assert lines[4] == "crlf line"
     assert "".join(lines[5:-1]) == "L" * 100_000 and len(lines[5:-1]) == 2  # in 64 KiB pieces
     assert lines[-1] == "no newline at the end"
-    assert {r["stream"] for r in rows} == {"stdout"}
+    assert {r["stream"] for r in rows} == {"output"}  # stdout and stderr shared the terminal
     summary = tracklab.open_run("fancy").info["summary"]["console"]
-    assert summary["terminal"] == ["stdout", "stderr"] and summary["dropped"] == 0
+    assert summary["terminal"] == ["output"] and summary["dropped"] == 0
+
+
+INTERLEAVED = r"""
+import sys
+# tqdm.write's pattern: clear the bar on stderr, the message on stdout, the bar again on stderr
+for i in range(200):
+    sys.stderr.write("\r\x1b[K"); sys.stderr.flush()
+    sys.stdout.write(f"epoch {i} done\n"); sys.stdout.flush()
+    sys.stderr.write(f"\r[{'#' * (i % 20):<20}] {i}"); sys.stderr.flush()
+sys.stderr.write("\n")
+"""
+
+
+def _interleaved_expected() -> bytes:
+    out = []
+    for i in range(200):
+        out += ["\r\x1b[K", f"epoch {i} done\n", f"\r[{'#' * (i % 20):<20}] {i}"]
+    return ("".join(out) + "\n").encode()
+
+
+def test_stdout_and_stderr_to_one_terminal_keep_their_order(tmp_path: Path) -> None:
+    script = write_script(tmp_path, INTERLEAVED)
+    plain, rc = run_in_pty([*TRACKLAB, "run", "-q", "--no-capture", "--", sys.executable,
+                            str(script)])
+    assert rc == 0
+    captured, rc = run_in_pty([*TRACKLAB, "run", "-q", "--run-id", "tqdm", "--",
+                               sys.executable, str(script)])
+    assert rc == 0
+    assert captured == plain == _interleaved_expected().replace(b"\n", b"\r\n")
+    lines = [r["line"] for r in console_rows("tqdm")]
+    # each line as it was left on screen (the erase-line code is kept, as colours are)
+    assert lines == [f"\x1b[Kepoch {i} done" for i in range(200)] + ["[################### ] 199"]
+    res = run_tracklab("logs", "tqdm", "--stream", "stderr", "--tail", "1")
+    assert res.stdout == "[################### ] 199\n"
+    assert "captured together" in res.stderr
+
+
+def test_stdout_and_stderr_into_one_pipe_keep_their_order(tmp_path: Path) -> None:
+    script = write_script(tmp_path, INTERLEAVED)
+    res = subprocess.run([*TRACKLAB, "run", "-q", "--run-id", "joined", "--", sys.executable,
+                          str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=60)
+    assert res.returncode == 0
+    assert res.stdout == _interleaved_expected()
+    rows = console_rows("joined")
+    assert {r["stream"] for r in rows} == {"output"}
+    assert rows[-1]["line"] == "[################### ] 199"
 
 
 def test_stdout_and_stderr_stay_apart_and_in_order(tmp_path: Path) -> None:

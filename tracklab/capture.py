@@ -3,26 +3,33 @@ copy reaches the run store, capped, in batches, never at the child's expense.
 
 Two threads, so that the store can never slow the child:
 
-* the **reader** waits on the child's stdout and stderr (a pseudo-terminal for each of the
-  wrapper's streams that is a terminal, so the child still sees a TTY; a pipe otherwise), writes
-  every chunk to the wrapper's own stdout/stderr first, byte for byte, then appends it to a queue
-  bounded at :data:`QUEUE_BYTES`. When the queue is full the chunk is not stored, and its lines are
-  counted as ``dropped``; the terminal still gets it.
+* the **reader** waits on the child's output (a pseudo-terminal where the wrapper's stream is a
+  terminal, so the child still sees a TTY; a pipe otherwise), writes every chunk to the wrapper's
+  own stdout/stderr first, byte for byte, then appends it to a queue bounded at
+  :data:`QUEUE_BYTES`. When the queue is full the chunk is not stored, and its lines are counted
+  as ``dropped``; the terminal still gets it. Once it has drained its input it naps
+  :data:`GATHER_S` (a pty holds ~20 KB, so a child printing even 10 MB/s never waits on it).
 * the **writer** (:mod:`tracklab.console_store`) wakes every
-  :data:`~tracklab.console_store.WRITE_EVERY_S` (sooner when :data:`BATCH_BYTES` wait), cuts the
-  chunks into lines and writes them in one transaction with its own connection.
+  :data:`~tracklab.console_store.WRITE_EVERY_S` (sooner when :data:`BATCH_BYTES` of the head wait),
+  cuts the chunks at newlines and writes them in one transaction with its own connection.
 
-What is stored, per line: the time it completed, its stream (``stdout``/``stderr``) and its text
-(UTF-8, undecodable bytes replaced, ANSI colour codes kept). A line rewritten in place with ``\\r``
-(a progress bar) is stored as its last non-empty segment, i.e. the state it was left in. A line
-longer than :data:`~tracklab.console_store.MAX_LINE` bytes is stored in pieces. Values of
-secret-looking command-line flags and environment variables (at least :data:`MIN_SECRET`
-characters) are replaced by ``***`` in the store, not on the terminal.
+When the wrapper's stdout and stderr are one terminal, pipe or file (``2>&1``), the child gets one
+pty or pipe for both, so their order is kept exactly (two would let the kernel reorder them); its
+lines are stored with the stream ``output``. Otherwise each stream has its own.
+
+What is stored: rows of the lines of one stream that arrived together (see
+:mod:`tracklab.console_store`), each with the time it was read and its stream (``stdout``,
+``stderr`` or ``output``), as text (UTF-8, undecodable bytes replaced, ANSI colour codes kept).
+A line rewritten in place with ``\\r`` (a progress bar) is stored as its last non-empty segment,
+i.e. the state it was left in. A line longer than :data:`~tracklab.console_store.MAX_LINE` bytes
+is stored in pieces. Values of secret-looking command-line flags and environment variables (at
+least :data:`MIN_SECRET` characters) are replaced by ``***`` in the store, not on the terminal.
 
 The cap (``--capture-limit``, default :data:`DEFAULT_LIMIT` bytes): the first half is kept as it
 comes; after that the store holds a rolling tail of the last half, behind one marker row (stream
 ``tracklab``) that says how many lines were left out there. So a run's first and last lines are
-always there, and ``tracklab logs --follow`` still sees new lines after the head is full.
+always there, and ``tracklab logs --follow`` still sees new lines after the head is full. While a
+flood of output fills the tail, the tail is written once a second (each write replaces it).
 """
 
 from __future__ import annotations
@@ -37,15 +44,15 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .console_store import ConsoleStoreWriter, Line
+from .console_store import BOTH, ConsoleStoreWriter, Line
 from .tty import Channel, copy_winsize, write_all
 
 DEFAULT_LIMIT = 10 * 1024 * 1024  # bytes of line text stored per run (first half + last half)
 QUEUE_BYTES = 16 * 1024 * 1024  # in flight between reader and writer before lines are dropped
 BATCH_BYTES = 1024 * 1024  # wake the writer early when this much is waiting
 MIN_SECRET = 6  # shorter secret values are not searched for (they would garble ordinary text)
-SMALL_READ = 4000  # a read shorter than this means the reader is ahead of the child...
-GATHER_S = 0.001  # ...so it waits this long before the next (fewer wake-ups, less CPU)
+SMALL_READ = 4000  # a shorter read drained its pty (one returns at most 4 KB) or pipe...
+GATHER_S = 0.001  # ...so the reader waits this long before the next (fewer wake-ups, less CPU)
 _READ = 1 << 16
 
 
@@ -95,7 +102,7 @@ class ConsoleCapture(ConsoleStoreWriter):
         self._tail_bytes = 0
         self._tail_lines = 0
         self._marker: tuple[int, str] | None = None  # (rowid, text) once written
-        self._partial = {"stdout": Line(), "stderr": Line()}
+        self._partial = {"stdout": Line(), "stderr": Line(), BOTH: Line()}
 
     # -- the wrapper's side ---------------------------------------------------------------------
 
@@ -104,14 +111,17 @@ class ConsoleCapture(ConsoleStoreWriter):
         if not self.enabled:
             return {}
         try:
-            for stream, fd in (("stdout", 1), ("stderr", 2)):
-                self.channels.append(Channel(stream, fd))
+            if same_place(1, 2):  # one terminal or pipe: one channel keeps the two in order
+                self.channels.append(Channel(BOTH, 1))
+            else:
+                for stream, fd in (("stdout", 1), ("stderr", 2)):
+                    self.channels.append(Channel(stream, fd))
             self._wake_r, self._wake_w = os.pipe()
         except OSError:  # out of fds or ptys: run uncaptured rather than not at all
             self._close_fds(child_side=True)
             self.enabled = False
             return {}
-        return {"stdout": self.channels[0].child_fd, "stderr": self.channels[1].child_fd}
+        return {"stdout": self.channels[0].child_fd, "stderr": self.channels[-1].child_fd}
 
     def start(self, child: Any) -> None:
         """Start the threads once ``child`` (a ``Popen``) holds its ends of the streams."""
@@ -289,6 +299,14 @@ class ConsoleCapture(ConsoleStoreWriter):
             self._skipped[0] += data.count(b"\n")
             self._skipped[1] += len(data)
             self._cut[stream] = not data.endswith(b"\n")
+
+def same_place(a: int, b: int) -> bool:
+    """Whether descriptors ``a`` and ``b`` write to the same terminal, pipe or file."""
+    try:
+        return os.path.sameopenfile(a, b)
+    except OSError:
+        return False
+
 
 def secret_values(argv: list[str], environ: dict[str, str] | None = None) -> list[str]:
     """Values that must not reach the store: those of secret-looking flags and variables."""

@@ -35,6 +35,7 @@ MAX_LINE = 64 * 1024  # a longer line (no newline) is stored in pieces of this s
 ROW_BYTES = 64 * 1024  # the most text one stored row holds (whole lines, joined by \n)
 ROW_SPAN_S = 0.1  # lines read further apart than this go to separate rows (their own times)
 MARKER = "tracklab"  # the stream of the marker row where the middle of a long output was cut
+BOTH = "output"  # the stream of stdout and stderr captured together (they went to one place)
 _CR_LINE = re.compile(rb"[^\n]*\r[^\n]*")  # a line with a \r in it (a progress bar, CRLF)
 
 Row = tuple[float, str, bytes, int]  # time, stream, text (lines joined by \n), number of lines

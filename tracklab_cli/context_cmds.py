@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,7 +24,8 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f",
                                          help="Keep printing new lines while the run is live."
                                          )] = False,
-    stream: Annotated[Stream | None, typer.Option("--stream", help="Only this stream.")] = None,
+    stream: Annotated[Stream | None, typer.Option(
+        "--stream", help="Only this stream (both, where they shared a terminal or file).")] = None,
     dir: Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")] = None,
 ) -> None:
     """Print the output a run's command printed, as `tracklab run` captured it.
@@ -34,22 +35,32 @@ def logs(
 
     Example: tracklab logs latest --tail 50 --follow
     """
+    from tracklab.console_store import BOTH
     from tracklab.context import console_lines, follow_console
     from tracklab.runs import open_run
 
     which = stream.value if stream is not None else None
     out = sys.stdout
+    noted = which is None
+
+    def emit(rows: list[dict[str, Any]]) -> None:
+        nonlocal noted
+        for r in rows:
+            if not noted and r["stream"] == BOTH:
+                noted = True
+                print("note: this run's stdout and stderr went to one terminal or file, so they "
+                      "were captured together, in order: --stream shows both", file=sys.stderr)
+            out.write(r["line"] + "\n")
+
     with library_errors():
         view = open_run(run, dir)
     try:
         with library_errors():
             if not follow:
-                for r in console_lines(view, which, tail):
-                    out.write(r["line"] + "\n")
+                emit(console_lines(view, which, tail))
                 return
             for batch in follow_console(view, which, tail):
-                for r in batch:
-                    out.write(r["line"] + "\n")
+                emit(batch)
                 out.flush()
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

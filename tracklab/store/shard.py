@@ -354,8 +354,8 @@ class Shard:
         first; with ``tail``, the last ``tail`` rows (a row holds one or more lines: enough)."""
         sql = "SELECT rowid, time, stream, line FROM console WHERE run = ? AND rowid > ?"
         params: list[Any] = [run, after_rowid]
-        if stream:  # the capture's marker row (where lines were left out) shows in both
-            sql += " AND stream IN (?, 'tracklab')"
+        if stream:  # marker rows (lines left out) and both streams captured as one ("output")
+            sql += " AND stream IN (?, 'output', 'tracklab')"
             params.append(stream)
         if tail is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY rowid DESC LIMIT {int(tail)})"
