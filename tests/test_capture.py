@@ -22,7 +22,7 @@ import pytest
 
 import tracklab
 from tests.conftest import TRACKLAB, run_tracklab, write_script
-from tracklab.console_store import final_segment
+from tracklab.console_store import MAX_LINE, final_segment, tidy
 
 
 def run_in_pty(args: list[str], rows: int = 31, cols: int = 101, timeout: float = 120
@@ -392,6 +392,12 @@ def test_final_segment_of_rewritten_lines() -> None:
     assert final_segment(b"done\r") == b"done"
     assert final_segment(b"\r 50%\r100%\r\r") == b"100%"
     assert final_segment(b"\r") == b""
+    # a block of lines: each rewritten line as its last segment, long lines in pieces, in
+    # linear time (a regex over a 64 KiB line with a \r elsewhere in the block was quadratic)
+    long = b"Z" * (MAX_LINE + 10)
+    assert tidy(b"a\rb\nplain\n" + long + b"\nx\r\ry\r") == \
+        b"b\nplain\n" + long[:MAX_LINE] + b"\n" + long[MAX_LINE:] + b"\ny"
+    assert tidy(b"\r\n\n") == b"\n\n"
 
 
 def test_lines_written_together_are_stored_and_read_back_line_by_line(tmp_path: Path) -> None:

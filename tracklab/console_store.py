@@ -15,7 +15,6 @@ flood of short lines costs the wrapper (and the training beside it) little CPU.
 from __future__ import annotations
 
 import collections
-import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +35,6 @@ ROW_BYTES = 64 * 1024  # the most text one stored row holds (whole lines, joined
 ROW_SPAN_S = 0.1  # lines read further apart than this go to separate rows (their own times)
 MARKER = "tracklab"  # the stream of the marker row where the middle of a long output was cut
 BOTH = "output"  # the stream of stdout and stderr captured together (they went to one place)
-_CR_LINE = re.compile(rb"[^\n]*\r[^\n]*")  # a line with a \r in it (a progress bar, CRLF)
 
 Row = tuple[float, str, bytes, int]  # time, stream, text (lines joined by \n), number of lines
 
@@ -82,13 +80,26 @@ def tidy(block: bytes) -> bytes:
     """Whole lines (joined by ``\\n``) as they are stored: each rewritten line as its last
     segment, each line longer than :data:`MAX_LINE` in pieces (one per line of the result)."""
     if b"\r" in block:
-        block = _CR_LINE.sub(lambda m: final_segment(m.group()), block)
+        block = _collapse(block)
     if len(block) > MAX_LINE:
         lines = block.split(b"\n")
         if max(map(len, lines)) > MAX_LINE:
             block = b"\n".join(line[i:i + MAX_LINE] if line else line
                                for line in lines for i in range(0, len(line) or 1, MAX_LINE))
     return block
+
+
+def _collapse(block: bytes) -> bytes:
+    """Each line of ``block`` with a ``\\r`` in it replaced by its final segment (linear)."""
+    out, pos = [], 0
+    while (cr := block.find(b"\r", pos)) >= 0:
+        start = block.rfind(b"\n", 0, cr) + 1
+        end = block.find(b"\n", cr)
+        end = len(block) if end < 0 else end
+        out += [block[pos:start], final_segment(block[start:end])]
+        pos = end
+    out.append(block[pos:])
+    return b"".join(out)
 
 
 def lines_in(text: bytes) -> int:
