@@ -48,6 +48,7 @@ def logs(
         for r in rows:
             if not noted and r["stream"] == BOTH:
                 noted = True
+                out.flush()
                 print("note: this run's stdout and stderr went to one terminal or file, so they "
                       "were captured together, in order: --stream shows both", file=sys.stderr)
             out.write(r["line"] + "\n")
