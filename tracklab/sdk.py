@@ -3,7 +3,8 @@
 ``log()`` is the hot path: it packs the call's step, time and values into one record of bytes,
 appends it to a :class:`~tracklab.pointqueue.PointQueue` and returns. Anything that is not a plain
 int, float or bool (nested dicts, numpy and torch scalars, bad values) takes a slower path that
-flattens, converts and warns. A background :class:`~tracklab.writer.PointWriter` does the rest.
+flattens, converts and warns; the record packer and that cleaning live in
+:mod:`tracklab._values`. A background :class:`~tracklab.writer.PointWriter` does the rest.
 
 Fork safety: a process forked after ``init()`` (a DataLoader worker) inherits the run object but
 not its writer thread or a usable connection, so in the child every ``log()`` is a cheap no-op.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import struct
 import sys
 import threading
 import time
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _env
+from ._values import FLOATS, PLAIN, STEP_MAX, clean, clean_step, float_record
 from .errors import StoreError, TracklabWarning, UsageError
 
 
@@ -31,8 +32,6 @@ def _logger() -> Any:
     return logging.getLogger("tracklab.sdk")
 
 
-_PLAIN = frozenset((float, int, bool))
-_FLOATS = frozenset((float,))
 # A backlog this large (~26,000 calls of 8 floats) wakes the writer before its tick: in a long
 # burst it then writes while the training thread logs. Not much sooner: a writer awake shares the
 # GIL with the training thread, which a burst that fits in a few MB is better off without.
@@ -44,18 +43,7 @@ WAKE_AT_BYTES = 2 * 1024 * 1024
 # released, and holds it only for the Python between two statements.
 YIELD_AT_BYTES = 4 * 1024 * 1024
 YIELD_EVERY = 128
-_STEP_MAX = 2**63 - 1  # steps are stored as SQLite integers
 SYSINFO_WAIT_S = 1.0  # finish() waits this long for the machine's description (git, NVML)
-_RECORDS: dict[int, Any] = {}
-
-
-def _float_record(n: int) -> Any:
-    """The packer of an all-float call's queue record, ``pointqueue.HEADER`` and the doubles
-    as the store keeps them, in one C call."""
-    pack = _RECORDS.get(n)
-    if pack is None:
-        pack = _RECORDS[n] = struct.Struct(f"<qd{n}d").pack
-    return pack
 
 
 _time = time.time
@@ -257,16 +245,16 @@ class Run:
             self._warn("type", f"tracklab: log() takes a dict of metrics, not "
                        f"{type(data).__name__}; ignored")
             return
-        if step is None or type(step) is not int or not 0 <= step <= _STEP_MAX:
-            step = self._step if step is None else self._clean_step(step)
+        if step is None or type(step) is not int or not 0 <= step <= STEP_MAX:
+            step = self._step if step is None else clean_step(step, self._step, self._warn)
         self._step = step + 1
         # Packed here, into one record of bytes (see pointqueue): the queue holds no object per
         # call, so a burst costs little memory and a long queue never lengthens a GC pass.
-        if _FLOATS.issuperset(map(type, vals)):
-            fmt, record = None, _float_record(len(vals))(step, _time(), *vals)
+        if FLOATS.issuperset(map(type, vals)):
+            fmt, record = None, float_record(len(vals))(step, _time(), *vals)
         else:
-            if not _PLAIN.issuperset(map(type, vals)):
-                data = self._clean(data)
+            if not PLAIN.issuperset(map(type, vals)):
+                data = clean(data, self._warn)
                 vals = tuple(data.values())
             fmt, blob = self._encode(vals)
             record = self._header(step, _time()) + blob
@@ -287,37 +275,6 @@ class Run:
             self._writer.dropped += 1
             self._warn("full", f"tracklab: the store is not keeping up ({self.queue.limit >> 20} "
                        "MB of metrics waiting); new metrics are dropped until it does")
-
-    def _clean(self, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in data.items():
-            name = f"{prefix}{k}"
-            t = type(v)
-            if t in _PLAIN:
-                out[name] = v
-            elif isinstance(v, Mapping):
-                out.update(self._clean(v, f"{name}."))
-            else:
-                num = _to_number(v)
-                if num is None:
-                    self._warn(f"value:{name}", f"tracklab: {name!r} = {_short(v)} is not a "
-                               "number; dropped (the call's other values are kept)")
-                else:
-                    out[name] = num
-        return out
-
-    def _clean_step(self, step: Any) -> int:
-        import operator
-
-        try:
-            s = operator.index(step)
-        except TypeError:
-            s = -1
-        if 0 <= s <= _STEP_MAX:
-            return s
-        self._warn("step", f"tracklab: step {_short(step)} is not an integer from 0 to 2**63-1; "
-                   "using the next step instead")
-        return self._step
 
     def _warn(self, what: str, message: str) -> None:
         if what not in self._warned:
@@ -522,31 +479,6 @@ def _after_fork() -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _to_number(v: Any) -> float | int | bool | None:
-    item = getattr(v, "item", None)
-    if callable(item):
-        try:
-            v = item()
-        except (ValueError, RuntimeError, TypeError):
-            return None
-        if type(v) in _PLAIN:
-            return v  # type: ignore[no-any-return]
-    if isinstance(v, (str, bytes, complex)) or v is None:
-        return None
-    import numbers
-
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        return float(v)
-    return None
-
-
-def _short(v: Any) -> str:
-    r = repr(v)
-    return r if len(r) <= 40 else r[:37] + "..."
 
 
 def _default_name(run_id: str) -> str:
