@@ -14,13 +14,9 @@ from typing import Any
 import psutil
 import pytest
 
-from tracklab.collectors import process
-from tracklab.collectors.process import (
-    ParentMap,
-    ProcessTreeCollector,
-    walk_children_files,
-    walk_psutil,
-)
+from tracklab.collectors import _tree, process
+from tracklab.collectors._tree import ParentMap, walk_children_files, walk_psutil
+from tracklab.collectors.process import ProcessTreeCollector
 
 MiB = 2**20
 PY = sys.executable
@@ -344,7 +340,7 @@ def test_parent_map_reads_only_what_changed(tmp_path: Path, monkeypatch: pytest.
     assert reads == []
     fake_proc(tmp_path, {12: 10})
     assert pm.descendants(10) == [10, 11, 12] and reads == [12]
-    pm._full_at -= process._RESCAN_S  # the periodic full re-read
+    pm._full_at -= _tree._RESCAN_S  # the periodic full re-read
     pm.refresh()
     assert sorted(reads) == [1, 10, 11, 12, 12, 20, 21]
 

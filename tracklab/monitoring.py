@@ -163,9 +163,9 @@ class RunSystemMonitor:
         small write (well under a millisecond): meant for readings like temperatures, not
         per-step training values, which belong in :func:`tracklab.log`.
         """
-        from .sdk import _PLAIN, _to_number
+        from ._values import PLAIN, to_number
 
-        num = value if type(value) in _PLAIN else _to_number(value)
+        num = value if type(value) in PLAIN else to_number(value)
         if num is None or not isinstance(name, str) or not name.strip("."):
             from .errors import TracklabWarning
 

@@ -3,7 +3,8 @@
 ``log()`` is the hot path: it packs the call's step, time and values into one record of bytes,
 appends it to a :class:`~tracklab.pointqueue.PointQueue` and returns. Anything that is not a plain
 int, float or bool (nested dicts, numpy and torch scalars, bad values) takes a slower path that
-flattens, converts and warns. A background :class:`~tracklab.writer.PointWriter` does the rest.
+flattens, converts and warns; the record packer and that cleaning live in
+:mod:`tracklab._values`. A background :class:`~tracklab.writer.PointWriter` does the rest.
 
 Fork safety: a process forked after ``init()`` (a DataLoader worker) inherits the run object but
 not its writer thread or a usable connection, so in the child every ``log()`` is a cheap no-op.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import struct
 import sys
 import threading
 import time
@@ -22,17 +22,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _env
+from ._values import FLOATS, PLAIN, STEP_MAX, clean, clean_step, float_record
 from .errors import StoreError, TracklabWarning, UsageError
+from .sdk_store import RunStoreMixin
 
-
-def _logger() -> Any:
-    import logging  # on first use only: `import tracklab` stays light
-
-    return logging.getLogger("tracklab.sdk")
-
-
-_PLAIN = frozenset((float, int, bool))
-_FLOATS = frozenset((float,))
 # A backlog this large (~26,000 calls of 8 floats) wakes the writer before its tick: in a long
 # burst it then writes while the training thread logs. Not much sooner: a writer awake shares the
 # GIL with the training thread, which a burst that fits in a few MB is better off without.
@@ -44,18 +37,7 @@ WAKE_AT_BYTES = 2 * 1024 * 1024
 # released, and holds it only for the Python between two statements.
 YIELD_AT_BYTES = 4 * 1024 * 1024
 YIELD_EVERY = 128
-_STEP_MAX = 2**63 - 1  # steps are stored as SQLite integers
 SYSINFO_WAIT_S = 1.0  # finish() waits this long for the machine's description (git, NVML)
-_RECORDS: dict[int, Any] = {}
-
-
-def _float_record(n: int) -> Any:
-    """The packer of an all-float call's queue record, ``pointqueue.HEADER`` and the doubles
-    as the store keeps them, in one C call."""
-    pack = _RECORDS.get(n)
-    if pack is None:
-        pack = _RECORDS[n] = struct.Struct(f"<qd{n}d").pack
-    return pack
 
 
 _time = time.time
@@ -83,7 +65,7 @@ class Config(dict[str, Any]):
         self._run._save_config()
 
 
-class Run:
+class Run(RunStoreMixin):
     """One training run as seen from the process that called :func:`init`.
 
     Attributes:
@@ -92,6 +74,9 @@ class Run:
         config: a dict of the training configuration.
         summary: final values; by default each metric's last value, overridable by assignment.
         attached: True when this process joined a run started by ``tracklab run``.
+
+    Opening the run and its writes to the store other than points (config, machine description,
+    end) come from :class:`~tracklab.sdk_store.RunStoreMixin`.
     """
 
     def __init__(self, *, project: str | None, name: str | None, config: Any,
@@ -131,112 +116,6 @@ class Run:
             self._closed = True
             self._noop = True  # warned once above; log() is now a silent no-op
 
-    # -- set-up -----------------------------------------------------------------------------------
-
-    def _open(self, system_monitor: bool) -> None:
-        from . import store
-        from .pointqueue import HEADER
-        from .store.codec import dumps_exact, encode_values
-        from .writer import PAGE_CACHE_KIB, PointWriter
-
-        shard = store.open_shard(self.dir, self.node)
-        self._shard_path = shard.path
-        now = _time()
-        try:
-            existing = shard.run_rows("id = ?", (self.id,))
-            if self.attached:
-                self._check_attach(existing)
-            if existing:
-                num = existing[0]["num"]
-                if self.attached:
-                    row = existing[0]
-                    self.project = row["project"] or self.project
-                    self.name = row["name"] or self.name
-            else:
-                num = shard.insert_run({
-                    "id": self.id, "name": self.name, "project": self.project,
-                    "status": "running", "started_at": now, "heartbeat_at": now,
-                    "command": dumps_exact(_env.redact_argv([sys.executable, *sys.argv])),
-                    "cwd": os.getcwd(), "host": _env.hostname(), "node": self.node,
-                    "owner": "wrapper" if self.attached else "sdk", "pid": os.getpid(),
-                    "pid_start": _env.process_start(), "config": dumps_exact(dict(self.config)),
-                })
-            rank, local_rank = _env.rank_env()
-            proc = shard.add_proc(num, os.getpid(), rank, local_rank, _env.hostname(), now)
-            if self.config and existing:
-                self._run_num = num
-                self._save_config(shard)
-        finally:
-            shard.close()
-        self._run_num = num
-        path = self._shard_path
-        self._writer = PointWriter(lambda: store.Shard(path, cache_kib=PAGE_CACHE_KIB), num, proc,
-                                   heartbeat=not self.attached, shard_path=path)
-        self.queue = self._writer.queue
-        self._encode = encode_values
-        self._header = HEADER.pack
-        if not self.attached:
-            # Describing the machine reads NVML, which can hang: its own thread, waited on for
-            # at most SYSINFO_WAIT_S by finish(), after which it writes nothing
-            self._sysinfo = threading.Thread(target=self._record_system, name="tracklab-sysinfo",
-                                             daemon=True)
-            self._sysinfo.start()
-        if system_monitor and not self.attached:
-            from .monitoring import get_run_system_monitor
-
-            self._monitor = get_run_system_monitor(self.id, self.project, _run=self)
-            self._monitor.start()
-
-    def _check_attach(self, existing: list[dict[str, Any]]) -> None:
-        if not existing:
-            self._warn("attach", f"tracklab: run {self.id} (from {_env.ENV_RUN_ID}) is not in "
-                       f"{self.dir}; created it and logging there")
-            return
-        from .runs import resolve_status
-
-        status = resolve_status(existing[0])
-        if status != "running":
-            self._warn("attach", f"tracklab: run {self.id} (from {_env.ENV_RUN_ID}) is "
-                       f"{status}, not running; appending this process's metrics to it anyway")
-
-    def _record_system(self) -> None:
-        from . import store
-        from .context import system_info
-        from .store.codec import dumps_exact
-
-        try:
-            info = dumps_exact(system_info(self.dir))
-            from .context import run_context  # issue 8: git state, interpreter, packages
-
-            ctx = dumps_exact(run_context([sys.executable, *sys.argv], os.getcwd()))
-            with self._sysinfo_lock:
-                num = self._run_num
-                if num is None or self._sysinfo_late:
-                    return  # the run has finished meanwhile: its store is no longer ours
-                shard = store.Shard(self._shard_path or "")
-                try:
-                    shard.update_run(num, system=info, context=ctx)
-                finally:
-                    shard.close()
-        except Exception:  # noqa: BLE001 - an optional description; the run goes on without it
-            _logger().debug("system information not recorded", exc_info=True)
-
-    def _save_config(self, shard: Any = None) -> None:
-        from . import store
-        from .store.codec import dumps_exact
-
-        if self._run_num is None or self._shard_path is None:
-            return
-        own = shard is None
-        try:
-            shard = shard or store.Shard(self._shard_path)
-            shard.update_run(self._run_num, config=dumps_exact(dict(self.config)))
-        except StoreError as exc:
-            self._warn("config", f"tracklab: could not save config ({exc})")
-        finally:
-            if own and shard is not None:
-                shard.close()
-
     # -- logging ---------------------------------------------------------------------------------
 
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
@@ -257,16 +136,16 @@ class Run:
             self._warn("type", f"tracklab: log() takes a dict of metrics, not "
                        f"{type(data).__name__}; ignored")
             return
-        if step is None or type(step) is not int or not 0 <= step <= _STEP_MAX:
-            step = self._step if step is None else self._clean_step(step)
+        if step is None or type(step) is not int or not 0 <= step <= STEP_MAX:
+            step = self._step if step is None else clean_step(step, self._step, self._warn)
         self._step = step + 1
         # Packed here, into one record of bytes (see pointqueue): the queue holds no object per
         # call, so a burst costs little memory and a long queue never lengthens a GC pass.
-        if _FLOATS.issuperset(map(type, vals)):
-            fmt, record = None, _float_record(len(vals))(step, _time(), *vals)
+        if FLOATS.issuperset(map(type, vals)):
+            fmt, record = None, float_record(len(vals))(step, _time(), *vals)
         else:
-            if not _PLAIN.issuperset(map(type, vals)):
-                data = self._clean(data)
+            if not PLAIN.issuperset(map(type, vals)):
+                data = clean(data, self._warn)
                 vals = tuple(data.values())
             fmt, blob = self._encode(vals)
             record = self._header(step, _time()) + blob
@@ -287,37 +166,6 @@ class Run:
             self._writer.dropped += 1
             self._warn("full", f"tracklab: the store is not keeping up ({self.queue.limit >> 20} "
                        "MB of metrics waiting); new metrics are dropped until it does")
-
-    def _clean(self, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in data.items():
-            name = f"{prefix}{k}"
-            t = type(v)
-            if t in _PLAIN:
-                out[name] = v
-            elif isinstance(v, Mapping):
-                out.update(self._clean(v, f"{name}."))
-            else:
-                num = _to_number(v)
-                if num is None:
-                    self._warn(f"value:{name}", f"tracklab: {name!r} = {_short(v)} is not a "
-                               "number; dropped (the call's other values are kept)")
-                else:
-                    out[name] = num
-        return out
-
-    def _clean_step(self, step: Any) -> int:
-        import operator
-
-        try:
-            s = operator.index(step)
-        except TypeError:
-            s = -1
-        if 0 <= s <= _STEP_MAX:
-            return s
-        self._warn("step", f"tracklab: step {_short(step)} is not an integer from 0 to 2**63-1; "
-                   "using the next step instead")
-        return self._step
 
     def _warn(self, what: str, message: str) -> None:
         if what not in self._warned:
@@ -362,39 +210,6 @@ class Run:
                             1 if failed and exit_code is None else (exit_code or 0))
         elif self.summary and self._run_num is not None:  # issue 8: the wrapper owns the rest
             self._set_final(None, None)
-
-    def _end_sysinfo(self, wait: float) -> None:
-        """Give the machine's description ``wait`` seconds to be stored (none when the store has
-        just failed to respond); past that it is not stored, unless its write has begun (it
-        would otherwise land after the run's end, in a store the process may no longer own)."""
-        thread = self._sysinfo
-        if thread is not None and wait > 0:
-            thread.join(wait)
-        if self._sysinfo_lock.acquire(timeout=wait):
-            self._sysinfo_late = True
-            self._sysinfo_lock.release()
-
-    def _set_final(self, status: str | None, exit_code: int | None) -> None:
-        """Write the end of an owned run, and ``summary`` merged into the run's ``user``
-        summary (an attached process passes None: only its summary, merged with other ranks')."""
-        from . import store
-        from .context import merge_summary, to_plain
-
-        assert self._shard_path is not None and self._run_num is not None
-        try:
-            shard = store.Shard(self._shard_path, timeout=store.FINAL_TIMEOUT_S)
-            try:
-                fields: dict[str, Any] = {} if status is None else {
-                    "status": status, "exit_code": exit_code, "ended_at": _time()}
-                user = to_plain(self.summary) if self.summary else {}
-                if user:
-                    merge_summary(shard, self._run_num, {"user": user}, **fields)
-                elif fields:
-                    shard.update_run(self._run_num, **fields)
-            finally:
-                shard.close()
-        except StoreError as exc:
-            _logger().warning("tracklab: warning: could not record the run's end (%s)", exc)
 
     def __enter__(self) -> Run:
         return self
@@ -522,31 +337,6 @@ def _after_fork() -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _to_number(v: Any) -> float | int | bool | None:
-    item = getattr(v, "item", None)
-    if callable(item):
-        try:
-            v = item()
-        except (ValueError, RuntimeError, TypeError):
-            return None
-        if type(v) in _PLAIN:
-            return v  # type: ignore[no-any-return]
-    if isinstance(v, (str, bytes, complex)) or v is None:
-        return None
-    import numbers
-
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        return float(v)
-    return None
-
-
-def _short(v: Any) -> str:
-    r = repr(v)
-    return r if len(r) <= 40 else r[:37] + "..."
 
 
 def _default_name(run_id: str) -> str:

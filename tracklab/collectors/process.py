@@ -3,11 +3,12 @@
 Workers come and go during a run (DataLoader workers, compiler subprocesses), so the tree is
 walked again on every sample, which may come every 0.1 s. Cost therefore decides the method:
 
-Walk. ``/proc/<pid>/task/<tid>/children`` (Linux, ``CONFIG_PROC_CHILDREN``) reads only the tree's
-own files, one per thread, since a child's parent is the thread that forked it. A training
-process often runs dozens of threads, so past ``_MAX_WALK_THREADS`` threads in the tree the walk
-switches to a :class:`ParentMap` of every process on the machine, kept current from one
-``listdir("/proc")`` per sample. Without ``/proc``: ``psutil.Process.children(recursive=True)``.
+Walk (the walks are in :mod:`tracklab.collectors._tree`). ``/proc/<pid>/task/<tid>/children``
+(Linux, ``CONFIG_PROC_CHILDREN``) reads only the tree's own files, one per thread, since a child's
+parent is the thread that forked it. A training process often runs dozens of threads, so past
+``_MAX_WALK_THREADS`` threads in the tree the walk switches to a
+:class:`~tracklab.collectors._tree.ParentMap` of every process on the machine, kept current from
+one ``listdir("/proc")`` per sample. Without ``/proc``: ``psutil.Process.children(recursive=True)``.
 
 Read. On Linux one ``/proc/<pid>/stat`` gives CPU time, threads, RSS, state and start time (the
 pid's identity: a reused pid starts at another time), then ``io`` and the size of ``fd``: three
@@ -28,15 +29,14 @@ import psutil
 
 from . import HELPER_PIDS
 from ._procfs import ProcFiles, read_once
+from ._tree import GONE, ParentMap, walk_children_files, walk_psutil
 
 _USS_EVERY_S = 5.0  # smaps costs milliseconds on big processes; USS moves slowly
 _USS_REFRESH_PER_SAMPLE = 2  # spread refreshes so a tree of big workers never spikes one sample
 _MAX_WALK_THREADS = 64  # above this many threads in the tree, the parent map is cheaper
-_RESCAN_S = 30.0  # full re-read of the parent map: repairs a pid reused between two listdirs
 _VERIFY_S = 2.0  # psutil path: how often a cached Process is checked against pid reuse
 _BTIME_SLACK_S = 1.0  # psutil's create_time rests on /proc/stat btime, which is whole seconds
 
-_Gone = (psutil.NoSuchProcess, psutil.AccessDenied)  # ZombieProcess is a NoSuchProcess
 _HAS_PROC = sys.platform.startswith("linux") and os.path.isfile(f"/proc/{os.getpid()}/stat")
 _TICK = os.sysconf("SC_CLK_TCK") if _HAS_PROC else 100  # in Hz
 _PAGE = os.sysconf("SC_PAGE_SIZE") if _HAS_PROC else 4096  # in bytes
@@ -181,7 +181,7 @@ class ProcessTreeCollector:
         if t is None:
             try:
                 t = _Tracked(psutil.Process(pid), verified_at=now)
-            except _Gone:
+            except GONE:
                 return None
         r = read_proc(pid, read=self._files.read) if self._linux else read_psutil(t.proc)
         if r is None:
@@ -189,7 +189,7 @@ class ProcessTreeCollector:
         if t.start is not None and r.start != t.start:  # pid reused since the last sample
             try:
                 t = _Tracked(psutil.Process(pid), verified_at=now)
-            except _Gone:
+            except GONE:
                 return None
         t.start, t.threads = r.start, r.threads
         return t, r
@@ -284,7 +284,7 @@ def read_psutil(proc: psutil.Process) -> _Reading | None:
                 fds = proc.num_fds()
             except (psutil.AccessDenied, AttributeError):
                 pass
-    except _Gone:
+    except GONE:
         return None
     return _Reading(cpu=ct.user + ct.system, rss=rss, threads=threads, io=io, fds=fds,
                     start=proc.create_time())
@@ -294,141 +294,5 @@ def _uss(proc: psutil.Process) -> int | None:
     """Unique set size in bytes (reads smaps: milliseconds for big processes); None if denied."""
     try:
         return int(proc.memory_full_info().uss)
-    except (*_Gone, AttributeError):
+    except (*GONE, AttributeError):
         return None
-
-
-# --- walking the tree -------------------------------------------------------------------------
-
-
-def walk_children_files(root: int, skip: int | None = None, proc_root: str = "/proc",
-                        read: Callable[[str], bytes | None] = read_once,
-                        single: set[int] | frozenset[int] = frozenset()) -> list[int]:
-    """The tree from ``<proc_root>/<pid>/task/<tid>/children`` files, root first; the pids in
-    ``single`` are taken to have one thread (their own), without listing their tasks.
-
-    Returns:
-        ``[]`` when the root is gone; ``skip`` and its descendants are left out.
-    """
-    out = [root]
-    seen = {root}
-    i = 0
-    while i < len(out):
-        pid = out[i]
-        i += 1
-        if pid in single:
-            tids = [str(pid)]
-        else:
-            try:
-                tids = os.listdir(f"{proc_root}/{pid}/task")
-            except OSError:
-                if pid == root:
-                    return []
-                continue
-        for tid in tids:
-            data = read(f"{proc_root}/{pid}/task/{tid}/children")
-            if data is None:
-                continue  # the thread or the process ended meanwhile
-            for word in data.split():
-                child = int(word)
-                if child != skip and child not in seen:
-                    seen.add(child)
-                    out.append(child)
-    return out
-
-
-class ParentMap:
-    """Every process's parent, kept current from ``<proc_root>`` with little reading.
-
-    A process's parent changes only when that parent exits, so only processes that are new, and
-    children of processes that vanished, have their ``stat`` read. The whole map is read again
-    every ``_RESCAN_S`` seconds, which repairs a pid reused between two samples.
-    """
-
-    def __init__(self, proc_root: str = "/proc") -> None:
-        self.proc_root = proc_root
-        self._ppid: dict[int, int] = {}
-        self._children: dict[int, list[int]] | None = None
-        self._full_at = -_RESCAN_S
-
-    def refresh(self) -> bool:
-        """Bring the map up to date; False when ``proc_root`` cannot be listed."""
-        try:
-            names = os.listdir(self.proc_root)
-        except OSError:
-            return False
-        now = time.monotonic()
-        live = {int(n) for n in names if n.isdigit()}
-        if now - self._full_at >= _RESCAN_S:
-            self._full_at = now
-            self._ppid.clear()
-        known = self._ppid
-        gone = known.keys() - live
-        new = live - known.keys()
-        if not gone and not new:
-            return True
-        for pid in gone:
-            del known[pid]
-        if gone:
-            new |= {pid for pid, parent in known.items() if parent in gone}  # reparented
-        for pid in new:
-            parent = self._read_ppid(pid)
-            if parent is None:
-                known.pop(pid, None)
-            else:
-                known[pid] = parent
-        self._children = None
-        return True
-
-    def _read_ppid(self, pid: int) -> int | None:
-        data = read_once(f"{self.proc_root}/{pid}/stat")
-        if data is None:
-            return None
-        fields = data[data.rfind(b")") + 2:].split()
-        try:
-            return int(fields[1])
-        except (IndexError, ValueError):
-            return None
-
-    def descendants(self, root: int, skip: int | None = None) -> list[int]:
-        """``[root, *descendants]`` breadth first, without ``skip`` and its descendants.
-
-        Returns:
-            ``[]`` when the root is gone.
-        """
-        if not self.refresh():
-            return walk_psutil(root, skip)
-        if root not in self._ppid:
-            return []
-        if self._children is None:
-            children: dict[int, list[int]] = {}
-            for pid, parent in self._ppid.items():
-                children.setdefault(parent, []).append(pid)
-            self._children = children
-        out = [root]
-        seen = {root}
-        i = 0
-        while i < len(out):
-            for child in self._children.get(out[i], ()):
-                if child != skip and child not in seen:
-                    seen.add(child)
-                    out.append(child)
-            i += 1
-        return out
-
-
-def walk_psutil(root: int, skip: int | None = None) -> list[int]:
-    """The tree through psutil, root first; ``[]`` when the root is gone."""
-    try:
-        kids = psutil.Process(root).children(recursive=True)
-    except _Gone:
-        return []
-    pids = [root, *(k.pid for k in kids)]
-    if skip is None or skip not in pids:
-        return pids
-    # the sampler sits inside the tree: leave it and what it started out, as the other walks do
-    try:
-        skipped = {skip, *(k.pid for k in psutil.Process(skip).children(recursive=True))}
-    except _Gone:
-        skipped = {skip}
-    return [pid for pid in pids if pid not in skipped]
