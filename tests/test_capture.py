@@ -57,7 +57,7 @@ def run_in_pty(args: list[str], rows: int = 31, cols: int = 101, timeout: float 
 
 
 def console_rows(run_id: str) -> list[dict]:
-    from tracklab.context import console_lines
+    from tracklab.console_read import console_lines
 
     view = tracklab.open_run(run_id)
     try:

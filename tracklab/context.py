@@ -1,14 +1,13 @@
 """What a run was: its configuration made plain, the machine it ran on, the code, interpreter
-and packages it ran with (the run context), its summary and tags, and its console output read
-back (``tracklab.capture`` writes it)."""
+and packages it ran with (the run context), its summary and tags. Its console output is read
+back by :mod:`tracklab.console_read`."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -406,65 +405,10 @@ def context_summary(view: Any, info: dict[str, Any]) -> dict[str, Any]:
     ``last_lines`` (the last :data:`LAST_LINES` of output when the run did not finish well)."""
     values: dict[str, Any] = {k: s["last"] for k, s in view.metric_summary().items()}
     values.update((info.get("summary") or {}).get("user") or {})
+    from .console_read import console_lines
+
     last = console_lines(view, tail=LAST_LINES) if info.get("status") in ENDED_BADLY else []
     return {"summary": values, "last_lines": last}
-
-
-# -- console output, read back (written by tracklab.capture) ---------------------------------
-
-
-def console_lines(view: Any, stream: str | None = None, tail: int | None = None,
-                  after: dict[int, int] | None = None) -> list[dict[str, Any]]:
-    """A run's stored lines, oldest first, over all its nodes: ``{time, stream, line, node}``.
-
-    Args:
-        view: a :class:`~tracklab.runs.RunView`.
-        stream: ``stdout`` or ``stderr`` for one stream (marker rows are always included).
-        tail: only the last ``tail`` lines.
-        after: per shard (index in the view's parts), the last row id already read; updated in
-            place, for following a live run.
-    """
-    out: list[dict[str, Any]] = []
-    for i, (shard, row) in enumerate(view._parts):
-        start = after.get(i, 0) if after is not None else 0
-        rows = shard.console(row["num"], stream, tail, start)
-        if rows and after is not None:
-            after[i] = rows[-1][0]
-        node = row["node"]
-        out.extend({"time": t, "stream": s, "line": line, "node": node}
-                   for _rowid, t, s, text in rows for line in text.split("\n"))
-    if len(view._parts) > 1:
-        out.sort(key=lambda r: r["time"])
-    return out[-tail:] if tail is not None and tail > 0 else ([] if tail == 0 else out)
-
-
-def follow_console(view: Any, stream: str | None = None, tail: int | None = None,
-                   poll: float = 0.2) -> Iterator[list[dict[str, Any]]]:
-    """Yield batches of lines: the stored ones (or the last ``tail``), then new ones while the
-    run is live, every ``poll`` seconds. Ends after the run has ended and its last lines."""
-    from .runs import resolve_status
-
-    after: dict[int, int] = {}
-    first = console_lines(view, stream, tail, after)
-    for i, (shard, row) in enumerate(view._parts):
-        after.setdefault(i, 0 if tail != 0 else _last_rowid(shard, row["num"]))
-    yield first
-    while True:
-        live = False
-        for shard, row in view._parts:
-            fresh = shard.run_rows("num = ?", (row["num"],))
-            live = live or bool(fresh and resolve_status(fresh[0]) == "running")
-        batch = console_lines(view, stream, None, after)
-        if batch:
-            yield batch
-        if not live:
-            return
-        time.sleep(poll)
-
-
-def _last_rowid(shard: Any, num: int) -> int:
-    rows = shard.console(num, None, 1, 0)
-    return int(rows[-1][0]) if rows else 0
 
 
 def _is_dataclass(obj: Any) -> bool:

@@ -35,8 +35,8 @@ def logs(
 
     Example: tracklab logs latest --tail 50 --follow
     """
+    from tracklab.console_read import console_lines, follow_console
     from tracklab.console_store import BOTH
-    from tracklab.context import console_lines, follow_console
     from tracklab.runs import open_run
 
     which = stream.value if stream is not None else None
