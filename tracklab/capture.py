@@ -49,7 +49,7 @@ from .tty import Channel, copy_winsize, write_all
 
 DEFAULT_LIMIT = 10 * 1024 * 1024  # bytes of line text stored per run (first half + last half)
 QUEUE_BYTES = 16 * 1024 * 1024  # in flight between reader and writer before lines are dropped
-BATCH_BYTES = 1024 * 1024  # wake the writer early when this much is waiting
+BATCH_BYTES = 1024 * 1024  # wake the writer early when this much of the head waits
 MIN_SECRET = 6  # shorter secret values are not searched for (they would garble ordinary text)
 SMALL_READ = 4000  # a shorter read drained its pty (one returns at most 4 KB) or pipe...
 GATHER_S = 0.001  # ...so the reader waits this long before the next (fewer wake-ups, less CPU)
@@ -299,6 +299,7 @@ class ConsoleCapture(ConsoleStoreWriter):
             self._skipped[0] += data.count(b"\n")
             self._skipped[1] += len(data)
             self._cut[stream] = not data.endswith(b"\n")
+
 
 def same_place(a: int, b: int) -> bool:
     """Whether descriptors ``a`` and ``b`` write to the same terminal, pipe or file."""

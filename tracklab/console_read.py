@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from .console_store import BOTH, MARKER
+
 
 def console_lines(view: Any, stream: str | None = None, tail: int | None = None,
                   after: dict[int, int] | None = None) -> list[dict[str, Any]]:
@@ -21,10 +23,12 @@ def console_lines(view: Any, stream: str | None = None, tail: int | None = None,
         after: per shard (index in the view's parts), the last row id already read; updated in
             place, for following a live run.
     """
+    # a row holds one or more lines, so the last `tail` rows hold the last `tail` lines
+    streams = (stream, BOTH, MARKER) if stream else None
     out: list[dict[str, Any]] = []
     for i, (shard, row) in enumerate(view._parts):
         start = after.get(i, 0) if after is not None else 0
-        rows = shard.console(row["num"], stream, tail, start)
+        rows = shard.console(row["num"], streams, tail, start)
         if rows and after is not None:
             after[i] = rows[-1][0]
         node = row["node"]

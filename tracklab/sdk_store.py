@@ -25,8 +25,6 @@ def _logger() -> Any:
     return logging.getLogger("tracklab.sdk")  # the SDK's one logger, for all of Run
 
 
-_time = time.time
-
 
 class RunStoreMixin:
     """What :class:`~tracklab.sdk.Run` writes to its store besides points; ``Run.__init__`` sets
@@ -58,7 +56,7 @@ class RunStoreMixin:
 
         shard = store.open_shard(self.dir, self.node)
         self._shard_path = shard.path
-        now = _time()
+        now = time.time()
         try:
             existing = shard.run_rows("id = ?", (self.id,))
             if self.attached:
@@ -176,7 +174,7 @@ class RunStoreMixin:
             shard = store.Shard(self._shard_path, timeout=store.FINAL_TIMEOUT_S)
             try:
                 fields: dict[str, Any] = {} if status is None else {
-                    "status": status, "exit_code": exit_code, "ended_at": _time()}
+                    "status": status, "exit_code": exit_code, "ended_at": time.time()}
                 user = to_plain(self.summary) if self.summary else {}
                 if user:
                     merge_summary(shard, self._run_num, {"user": user}, **fields)

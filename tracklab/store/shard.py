@@ -348,15 +348,16 @@ class Shard:
         assert cur is not None  # todo is not empty
         return int(cur.fetchone()[0]) if rows else 0
 
-    def console(self, run: int, stream: str | None = None, tail: int | None = None,
+    def console(self, run: int, streams: Iterable[str] | None = None, tail: int | None = None,
                 after_rowid: int = 0) -> list[tuple[int, float, str, str]]:
         """The run's console rows ``(rowid, time, stream, text)`` after ``after_rowid``, oldest
-        first; with ``tail``, the last ``tail`` rows (a row holds one or more lines: enough)."""
+        first, of ``streams`` only if given; with ``tail``, the last ``tail`` rows."""
         sql = "SELECT rowid, time, stream, line FROM console WHERE run = ? AND rowid > ?"
         params: list[Any] = [run, after_rowid]
-        if stream:  # marker rows (lines left out) and both streams captured as one ("output")
-            sql += " AND stream IN (?, 'output', 'tracklab')"
-            params.append(stream)
+        if streams is not None:
+            names = list(streams)
+            sql += f" AND stream IN ({', '.join('?' * len(names))})"
+            params += names
         if tail is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY rowid DESC LIMIT {int(tail)})"
         return self.conn.execute(sql + " ORDER BY rowid", params).fetchall()
