@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from tracklab.collectors.cpu import process_and_thread_counts
+from tracklab.collectors.cpu import load_and_threads, process_count
 from tracklab.collectors.network import connection_count
 
 
@@ -25,14 +25,14 @@ def test_connection_count_sees_new_sockets() -> None:
 def test_process_and_thread_counts_are_plausible() -> None:
     import threading
 
-    procs, threads = process_and_thread_counts()
+    procs, threads = process_count(), load_and_threads()[1]
     assert procs is not None and threads is not None and threads >= procs >= 1
     stop = threading.Event()
     extra = [threading.Thread(target=stop.wait) for _ in range(5)]
     for t in extra:
         t.start()
     try:
-        assert process_and_thread_counts()[1] >= threads + 5 - 2  # others may exit meanwhile
+        assert load_and_threads()[1] >= threads + 5 - 2  # others may exit meanwhile
     finally:
         stop.set()
         for t in extra:

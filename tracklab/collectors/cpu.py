@@ -194,11 +194,6 @@ def process_count() -> int | None:
             return None
 
 
-def process_and_thread_counts() -> tuple[int | None, int | None]:
-    """System-wide process and thread (kernel scheduling entity) counts."""
-    return process_count(), load_and_threads()[1]
-
-
 def cpu_model() -> str | None:
     try:
         with open("/proc/cpuinfo") as f:
