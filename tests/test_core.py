@@ -113,6 +113,26 @@ def test_command_not_found_and_not_executable(tmp_path: Path) -> None:
     assert res.returncode == 126 and "Traceback" not in res.stderr
 
 
+@pytest.mark.parametrize("kind", ["exec-format", "name-too-long", "symlink-loop"])
+def test_command_that_exec_rejects_is_126_not_a_traceback(tmp_path: Path, kind: str) -> None:
+    if kind == "exec-format":  # executable bit, but neither ELF nor #! script: ENOEXEC
+        cmd = tmp_path / "garbage"
+        cmd.write_bytes(b"\x00\x01\x02 not a program")
+        cmd.chmod(0o755)
+    elif kind == "name-too-long":  # ENAMETOOLONG
+        cmd = tmp_path / ("a" * 5000)
+    else:  # ELOOP
+        cmd = tmp_path / "loop1"
+        cmd.symlink_to(tmp_path / "loop2")
+        (tmp_path / "loop2").symlink_to(cmd)
+    res = run_tracklab("run", "--", str(cmd))
+    assert res.returncode == 126, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(f"tracklab: cannot execute: {cmd}")
+    info = tracklab.open_run("latest").info
+    assert info["status"] == "failed" and info["exit_code"] == 126
+
+
 def test_quiet_prints_nothing_and_stdio_is_untouched() -> None:
     res = run_tracklab("run", "-q", "--", sys.executable, "-c",
                        "import sys; print('out'); print('err', file=sys.stderr)")

@@ -133,8 +133,8 @@ def execute(values: dict[str, Any]) -> int:
     except FileNotFoundError:
         err.write(f"tracklab: command not found: {opts.command[0]}\n")
         return 127
-    except (PermissionError, NotADirectoryError):
-        err.write(f"tracklab: cannot execute: {opts.command[0]}\n")
+    except OSError as exc:  # PermissionError, exec format error, name too long, ...
+        err.write(f"tracklab: cannot execute: {opts.command[0]}: {exc.strerror}\n")
         return 126
     if not quiet:
         from .fmt import end_line
