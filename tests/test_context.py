@@ -230,6 +230,18 @@ def test_tags_and_notes() -> None:
     assert run_tracklab("tag", "tagged", " ").returncode == 2
 
 
+def test_run_tags_are_checked_and_deduplicated_as_tag_does() -> None:
+    for empty in ("", "  "):
+        res = run_tracklab("run", "-q", "--tag", "ok", "--tag", empty, "--", sys.executable,
+                           "-c", "pass")
+        assert res.returncode == 2 and "a tag cannot be empty" in res.stderr
+    assert tracklab.list_runs() == []  # a usage error starts no run
+    res = run_tracklab("run", "-q", "--run-id", "dup", "--tag", "a", "--tag", "b", "--tag", "a",
+                       "--", sys.executable, "-c", "pass")
+    assert res.returncode == 0
+    assert tracklab.open_run("dup").info["tags"] == ["a", "b"]
+
+
 def test_ls_tag_matches_exactly() -> None:
     for run_id, tag in (("umlaut", "ü n"), ("quote", 'a"b'), ("pct", "100%"),
                         ("under", "a_b"), ("plain", "axb")):

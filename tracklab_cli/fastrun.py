@@ -79,6 +79,10 @@ def check(values: dict[str, Any], command: list[str]) -> dict[str, Any] | int:
     if not command:
         return usage_error("Missing command. Put it after '--', e.g. "
                            "tracklab run -- python train.py")
+    tags = values.get("tags") or []
+    if any(not t.strip() for t in tags):  # as `tracklab tag` says
+        return usage_error("a tag cannot be empty")
+    values["tags"] = list(dict.fromkeys(tags))  # `--tag a --tag a` is one tag, as in `tag`
     try:
         values["config"] = parse_config(values.get("config"))
     except ValueError as exc:
