@@ -6,13 +6,14 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import tracklab
-from tests.conftest import run_tracklab, write_script
+from tests.conftest import TRACKLAB, run_tracklab, write_script
 
 CHILD = """
 import os, sys, time, tracklab
@@ -137,6 +138,23 @@ def test_quiet_prints_nothing_and_stdio_is_untouched() -> None:
     res = run_tracklab("run", "-q", "--", sys.executable, "-c",
                        "import sys; print('out'); print('err', file=sys.stderr)")
     assert res.stdout == "out\n" and res.stderr == "err\n"
+
+
+@pytest.mark.parametrize("closed", ["1", "2"])
+def test_a_closed_stdout_or_stderr_does_not_harm_the_child(tmp_path: Path, closed: str) -> None:
+    # `tracklab run ... 2>&-` (as from some daemons): the child still runs to its own end
+    done = tmp_path / "done"
+    code = (f"import sys; print('out'); print('err', file=sys.stderr); "
+            f"open({str(done)!r}, 'w').write('ok'); sys.exit(7)")
+    res = subprocess.run(["sh", "-c", f'exec "$@" {closed}>&-', "sh", *TRACKLAB, "run",
+                          "--run-id", "closed", "--", sys.executable, "-c", code],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 7, res.stderr
+    assert done.read_text() == "ok"
+    info = tracklab.open_run("closed").info
+    assert info["status"] == "failed" and info["exit_code"] == 7
+    assert (res.stdout if closed == "2" else res.stderr).startswith(
+        "out\n" if closed == "2" else "tracklab: run closed")
 
 
 def test_child_options_after_double_dash_are_not_swallowed(tmp_path: Path) -> None:

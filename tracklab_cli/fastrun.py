@@ -5,6 +5,7 @@ Returns None to hand over to Typer (for ``--help``), else the exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -120,7 +121,9 @@ def execute(values: dict[str, Any]) -> int:
 
     opts = RunOptions(**{k: v for k, v in values.items()})
     quiet = opts.quiet
-    err = sys.stderr
+    _open_closed_stdio()
+    # Python leaves sys.stderr None when fd 2 was closed at start (`2>&-`)
+    err = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
 
     def on_start(run_id: str, store: str | None) -> None:
         if not quiet:
@@ -145,3 +148,14 @@ def execute(values: dict[str, Any]) -> int:
 
         err.write(end_line(result) + "\n")
     return result.exit_code
+
+
+def _open_closed_stdio() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2 (`tracklab run ... 2>&-`), so that the capture's
+    pipes and ptys, which would otherwise take those numbers, do not pass for the wrapper's own
+    stdout or stderr."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd itself
