@@ -505,3 +505,26 @@ def test_without_a_store_the_output_still_flows(tmp_path: Path) -> None:
                        "import sys; print('still here'); print('err', file=sys.stderr)")
     assert res.returncode == 0 and res.stdout == "still here\n"
     assert "err\n" in res.stderr and "without recording it" in res.stderr
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_a_closed_reader_of_the_output_ends_the_child_as_without_us(merged: bool) -> None:
+    # `tracklab run -- CMD | head -1`: once head exits, CMD must get SIGPIPE as it would alone,
+    # not print forever into a wrapper that swallows it
+    code = "import signal, sys\nsignal.signal(signal.SIGPIPE, signal.SIG_DFL)\nwhile True: print('y')"
+    err = subprocess.STDOUT if merged else subprocess.PIPE
+    wrapper = subprocess.Popen([*TRACKLAB, "run", "-q", "--run-id", "piped", "--",
+                                sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert wrapper.stdout is not None
+        assert wrapper.stdout.readline() == b"y\n"
+        wrapper.stdout.close()  # what head does after its first line
+        rc = wrapper.wait(timeout=30)
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.wait()
+    assert rc == 128 + signal.SIGPIPE
+    info = tracklab.open_run("piped").info
+    assert info["status"] == "failed" and info["exit_code"] == 128 + signal.SIGPIPE
+    assert console_rows("piped")[0]["line"] == "y"

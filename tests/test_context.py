@@ -228,3 +228,27 @@ def test_tags_and_notes() -> None:
     assert "first try" in text and "lr-sweep, best" in text
     assert run_tracklab("tag", "no-such-run", "x").returncode == 1
     assert run_tracklab("tag", "tagged", " ").returncode == 2
+
+
+def test_run_tags_are_checked_and_deduplicated_as_tag_does() -> None:
+    for empty in ("", "  "):
+        res = run_tracklab("run", "-q", "--tag", "ok", "--tag", empty, "--", sys.executable,
+                           "-c", "pass")
+        assert res.returncode == 2 and "a tag cannot be empty" in res.stderr
+    assert tracklab.list_runs() == []  # a usage error starts no run
+    res = run_tracklab("run", "-q", "--run-id", "dup", "--tag", "a", "--tag", "b", "--tag", "a",
+                       "--", sys.executable, "-c", "pass")
+    assert res.returncode == 0
+    assert tracklab.open_run("dup").info["tags"] == ["a", "b"]
+
+
+def test_ls_tag_matches_exactly() -> None:
+    for run_id, tag in (("umlaut", "ü n"), ("quote", 'a"b'), ("pct", "100%"),
+                        ("under", "a_b"), ("plain", "axb")):
+        assert run_tracklab("run", "-q", "--run-id", run_id, "--tag", tag, "--", sys.executable,
+                            "-c", "pass").returncode == 0
+    for tag, expect in (("ü n", ["umlaut"]), ('a"b', ["quote"]), ("100%", ["pct"]),
+                        ("%", []), ("a_b", ["under"]), ("AXB", []), ("x", [])):
+        assert [r["id"] for r in tracklab.list_runs(tag=tag)] == expect, tag
+    res = run_tracklab("ls", "--tag", "ü n", "--json")
+    assert [json.loads(line)["id"] for line in res.stdout.splitlines()] == ["umlaut"]

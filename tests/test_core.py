@@ -6,13 +6,14 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import tracklab
-from tests.conftest import run_tracklab, write_script
+from tests.conftest import TRACKLAB, run_tracklab, write_script
 
 CHILD = """
 import os, sys, time, tracklab
@@ -113,10 +114,47 @@ def test_command_not_found_and_not_executable(tmp_path: Path) -> None:
     assert res.returncode == 126 and "Traceback" not in res.stderr
 
 
+@pytest.mark.parametrize("kind", ["exec-format", "name-too-long", "symlink-loop"])
+def test_command_that_exec_rejects_is_126_not_a_traceback(tmp_path: Path, kind: str) -> None:
+    if kind == "exec-format":  # executable bit, but neither ELF nor #! script: ENOEXEC
+        cmd = tmp_path / "garbage"
+        cmd.write_bytes(b"\x00\x01\x02 not a program")
+        cmd.chmod(0o755)
+    elif kind == "name-too-long":  # ENAMETOOLONG
+        cmd = tmp_path / ("a" * 5000)
+    else:  # ELOOP
+        cmd = tmp_path / "loop1"
+        cmd.symlink_to(tmp_path / "loop2")
+        (tmp_path / "loop2").symlink_to(cmd)
+    res = run_tracklab("run", "--", str(cmd))
+    assert res.returncode == 126, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(f"tracklab: cannot execute: {cmd}")
+    info = tracklab.open_run("latest").info
+    assert info["status"] == "failed" and info["exit_code"] == 126
+
+
 def test_quiet_prints_nothing_and_stdio_is_untouched() -> None:
     res = run_tracklab("run", "-q", "--", sys.executable, "-c",
                        "import sys; print('out'); print('err', file=sys.stderr)")
     assert res.stdout == "out\n" and res.stderr == "err\n"
+
+
+@pytest.mark.parametrize("closed", ["1", "2"])
+def test_a_closed_stdout_or_stderr_does_not_harm_the_child(tmp_path: Path, closed: str) -> None:
+    # `tracklab run ... 2>&-` (as from some daemons): the child still runs to its own end
+    done = tmp_path / "done"
+    code = (f"import sys; print('out'); print('err', file=sys.stderr); "
+            f"open({str(done)!r}, 'w').write('ok'); sys.exit(7)")
+    res = subprocess.run(["sh", "-c", f'exec "$@" {closed}>&-', "sh", *TRACKLAB, "run",
+                          "--run-id", "closed", "--", sys.executable, "-c", code],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 7, res.stderr
+    assert done.read_text() == "ok"
+    info = tracklab.open_run("closed").info
+    assert info["status"] == "failed" and info["exit_code"] == 7
+    assert (res.stdout if closed == "2" else res.stderr).startswith(
+        "out\n" if closed == "2" else "tracklab: run closed")
 
 
 def test_child_options_after_double_dash_are_not_swallowed(tmp_path: Path) -> None:

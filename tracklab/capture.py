@@ -254,20 +254,30 @@ class ConsoleCapture(ConsoleStoreWriter):
                         continue
                     self._pass(ch, data)
                     small = small and len(data) < SMALL_READ
+                    if ch.broken:  # our reader is gone: so is the child's, as without us
+                        poller.unregister(fd)
+                        del by_fd[fd]
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                        ch.read_fd = -1
                 if small and drain_until is None:
                     # A trickle (a line per write): let a few lines gather instead of waking
                     # for each. A pty holds ~20 KB, so a flood meanwhile does not block the child.
                     time.sleep(GATHER_S)
         finally:
             for ch in self.channels:
-                with contextlib.suppress(OSError):
-                    os.close(ch.read_fd)
+                if ch.read_fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(ch.read_fd)
             self._wake.set()
 
     def _pass(self, ch: Channel, data: bytes) -> None:
         if ch.passthrough:
             try:
                 write_all(ch.out_fd, data)
+            except BrokenPipeError:  # `tracklab run -- CMD | head`: head has exited. Stop
+                ch.passthrough = False  # reading, so CMD gets SIGPIPE/EPIPE as it would alone
+                ch.broken = not ch.pty
             except OSError:  # our own stdout went away: keep capturing, stop echoing
                 ch.passthrough = False
         now = time.time()

@@ -81,7 +81,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
     """Run ``opts.command`` to completion under monitoring and return how it ended.
 
     Raises:
-        FileNotFoundError / PermissionError: the command cannot be started (callers map these
+        FileNotFoundError / other OSError: the command cannot be started (callers map these
             to exit codes 127 / 126, as a shell does).
     """
     warn = on_warning or (lambda msg: None)
@@ -108,7 +108,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
         try:
             child = subprocess.Popen(opts.command, env=env, preexec_fn=_child_setup(os.getpid()),
                                      **capture.popen_kwargs())
-        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        except OSError as exc:  # ENOEXEC, ENAMETOOLONG, ELOOP, E2BIG...: 126, as a shell says
             capture.stop()
             record.finish("failed", 127 if isinstance(exc, FileNotFoundError) else 126, None,
                           started, {})

@@ -258,9 +258,10 @@ def list_runs(dir: str | None = None, project: str | None = None, limit: int | N
         if since is not None:
             where.append("started_at >= ?")
             params.append(since)
-        if tag:
-            where.append("tags LIKE ?")
-            params.append(f'%"{tag}"%')
+        if tag:  # exact: LIKE would treat % and _ as wildcards and miss JSON-escaped tags (ü, ")
+            where.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(tags) THEN tags "
+                         "END) WHERE value = ?)")
+            params.append(tag)
         # a status filter is applied after resolution (running may read as crashed)
         fetch = None if (status or limit is None) else limit
         rows = [(s, r) for s in shards

@@ -29,6 +29,7 @@ class Channel:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(self.child_fd, _F_SETPIPE_SZ, 1 << 20)
         self.passthrough = True
+        self.broken = False  # passing on failed with EPIPE: the reader closes read_fd
         self.gap = 0  # lines dropped since the last chunk that made it into the queue
 
 

@@ -5,6 +5,7 @@ Returns None to hand over to Typer (for ``--help``), else the exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -79,6 +80,10 @@ def check(values: dict[str, Any], command: list[str]) -> dict[str, Any] | int:
     if not command:
         return usage_error("Missing command. Put it after '--', e.g. "
                            "tracklab run -- python train.py")
+    tags = values.get("tags") or []
+    if any(not t.strip() for t in tags):  # as `tracklab tag` says
+        return usage_error("a tag cannot be empty")
+    values["tags"] = list(dict.fromkeys(tags))  # `--tag a --tag a` is one tag, as in `tag`
     try:
         values["config"] = parse_config(values.get("config"))
     except ValueError as exc:
@@ -116,7 +121,9 @@ def execute(values: dict[str, Any]) -> int:
 
     opts = RunOptions(**{k: v for k, v in values.items()})
     quiet = opts.quiet
-    err = sys.stderr
+    _open_closed_stdio()
+    # Python leaves sys.stderr None when fd 2 was closed at start (`2>&-`)
+    err = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
 
     def on_start(run_id: str, store: str | None) -> None:
         if not quiet:
@@ -133,11 +140,22 @@ def execute(values: dict[str, Any]) -> int:
     except FileNotFoundError:
         err.write(f"tracklab: command not found: {opts.command[0]}\n")
         return 127
-    except (PermissionError, NotADirectoryError):
-        err.write(f"tracklab: cannot execute: {opts.command[0]}\n")
+    except OSError as exc:  # PermissionError, exec format error, name too long, ...
+        err.write(f"tracklab: cannot execute: {opts.command[0]}: {exc.strerror}\n")
         return 126
     if not quiet:
         from .fmt import end_line
 
         err.write(end_line(result) + "\n")
     return result.exit_code
+
+
+def _open_closed_stdio() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2 (`tracklab run ... 2>&-`), so that the capture's
+    pipes and ptys, which would otherwise take those numbers, do not pass for the wrapper's own
+    stdout or stderr."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd itself

@@ -67,7 +67,8 @@ def parse_size(text: str | None, default: int = CAPTURE_LIMIT) -> int:
         return default
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*", text)
     unit = m and _UNITS.get(m.group(2).lower())
-    if not m or unit is None:
+    # 400 digits parse as float infinity, which int() cannot take
+    if not m or unit is None or float(m.group(1)) * unit == float("inf"):
         raise ValueError(f"--capture-limit takes a size such as 10MiB or 500k, not {text!r}")
     return int(float(m.group(1)) * unit)
 

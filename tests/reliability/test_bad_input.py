@@ -79,6 +79,8 @@ def test_too_long_name_is_refused_clearly(caplog: pytest.LogCaptureFixture) -> N
     ["run", "--interval", "-1", "--", "true"],
     ["run", "--interval", "abc", "--", "true"],
     ["run", "--interval", "0.05", "--", "true"],
+    ["run", "--capture-limit", "1" + "0" * 400, "--", "true"],  # a float infinity
+    ["run", "--capture-limit", "1" + "0" * 300 + "GiB", "--", "true"],
     ["run", "--bogus", "--", "true"],
     ["run"],
     ["run", "--"],
