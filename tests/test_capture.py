@@ -344,6 +344,22 @@ def test_no_capture_leaves_the_streams_to_the_child(tmp_path: Path) -> None:
     assert res.returncode == 0 and res.stdout == "hi\nFalse\n"
     assert console_rows("raw") == []
     assert tracklab.open_run("raw").info["summary"]["console"] == {"captured": False}
+    logs = run_tracklab("logs", "raw")
+    assert logs.returncode == 0 and logs.stdout == ""
+    assert logs.stderr == ("note: run raw's output was not captured (it ran with --no-capture "
+                           "or --capture-limit 0)\n")
+    # live: `logs --follow` says so at once instead of waiting for lines that cannot come
+    live = subprocess.Popen([*TRACKLAB, "run", "-q", "--no-capture", "--run-id", "live", "--",
+                             sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 30
+        while run_tracklab("ls").stdout.count("live") == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        logs = run_tracklab("logs", "live", "--follow", timeout=20)
+        assert logs.returncode == 0 and "output was not captured" in logs.stderr
+    finally:
+        live.kill()
+        live.wait()
     res = run_tracklab("run", "--capture-limit", "lots", "--", sys.executable, "-c", "pass")
     assert res.returncode == 2 and "--capture-limit" in res.stderr
 

@@ -11,6 +11,17 @@ from typing import Any
 from .console_store import BOTH, MARKER
 
 
+def not_captured(view: Any) -> str | None:
+    """Why a run has no captured output at all, or None where it has or may still get some."""
+    info = view.info
+    if info["owner"] != "wrapper":
+        return f"run {info['id']} was not started by `tracklab run`: its output was not captured"
+    if info["summary"].get("console", {}).get("captured") is False:
+        return (f"run {info['id']}'s output was not captured (it ran with --no-capture or "
+                "--capture-limit 0)")
+    return None
+
+
 def console_lines(view: Any, stream: str | None = None, tail: int | None = None,
                   after: dict[int, int] | None = None) -> list[dict[str, Any]]:
     """A run's stored lines, oldest first, over all its nodes: ``{time, stream, line, node}``.

@@ -299,6 +299,9 @@ class _Record:
                     "started_at": started, "heartbeat_at": started,
                     "config": dumps_exact(opts.config or {}), "tags": dumps_exact(list(opts.tags)),
                     "notes": opts.notes,
+                    # known now, so that `logs` on the live run can say so
+                    "summary": dumps_exact({"console": {"captured": False}})
+                    if opts.no_capture or opts.capture_limit <= 0 else None,
                     # multi-node (issue 9): lines this node's times up with the other nodes'
                     "clock_offset": measure_clock_offset(self.store_dir),
                 })

@@ -35,7 +35,7 @@ def logs(
 
     Example: tracklab logs latest --tail 50 --follow
     """
-    from tracklab.console_read import console_lines, follow_console
+    from tracklab.console_read import console_lines, follow_console, not_captured
     from tracklab.console_store import BOTH
     from tracklab.runs import open_run
 
@@ -57,6 +57,10 @@ def logs(
         view = open_run(run, dir)
     try:
         with library_errors():
+            why = not_captured(view)
+            if why:  # nothing to print now, nor to follow
+                print(f"note: {why}", file=sys.stderr)
+                return
             if not follow:
                 emit(console_lines(view, which, tail))
                 return
