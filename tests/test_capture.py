@@ -338,6 +338,36 @@ run.finish()
         assert b"SECRET123" not in raw and b"ENVSECRET77" not in raw, p.name
 
 
+def test_a_secret_across_a_long_lines_cut_never_reaches_the_store(tmp_path: Path,
+                                                                   store_dir: Path) -> None:
+    """Lines longer than MAX_LINE are stored in pieces: a secret where a piece ends is redacted
+    whole, for a line printed at once and for one still arriving when its first piece is cut."""
+    script = write_script(tmp_path, f"""
+import sys, time
+secret = sys.argv[1].partition("=")[2]
+w = sys.stdout.write
+w("a" * ({MAX_LINE} - 5) + secret + "b" * 100 + "\\n")  # one write; the cut inside the secret
+sys.stdout.flush()
+w("c" * ({MAX_LINE} - 5) + secret[:3])  # the cut falls in the secret's first half...
+sys.stdout.flush()
+time.sleep(0.8)  # ...which the writer sees (and must not store) before the rest arrives
+w(secret[3:] + "d" * {MAX_LINE})
+sys.stdout.flush()
+time.sleep(0.8)
+w("\\n")
+""")
+    res = run_tracklab("run", "-q", "--run-id", "longsecret", "--", sys.executable, str(script),
+                       "--api-key=LONGSECRET4242")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("LONGSECRET4242") == 2  # the terminal: unchanged
+    text = "".join(r["line"] for r in console_rows("longsecret"))
+    assert text.count("***") == 2 and "SECRET" not in text
+    assert len(text) == 2 * (MAX_LINE - 5 + 3) + 100 + MAX_LINE  # every other byte is kept
+    for p in (p for p in store_dir.iterdir() if p.is_file()):
+        raw = p.read_bytes()
+        assert b"LONGSECRET4242" not in raw and b"SECRET4242" not in raw, p.name
+
+
 def test_no_capture_leaves_the_streams_to_the_child(tmp_path: Path) -> None:
     res = run_tracklab("run", "-q", "--no-capture", "--run-id", "raw", "--", sys.executable,
                        "-c", "import sys; print('hi'); print(sys.stdout.isatty())")

@@ -70,7 +70,8 @@ class ConsoleCapture(ConsoleStoreWriter):
         self.shard_path = shard_path
         self.run_num = run_num
         self.limit = int(limit)
-        self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+        self.secrets = sorted({s.encode() for s in secrets if len(s) >= MIN_SECRET}, key=len,
+                              reverse=True)  # longest first: one that holds another goes whole
         self.channels: list[Channel] = []
         self._queue: collections.deque[tuple[float, str, bytes, int]] = collections.deque()
         self._queued = 0
@@ -102,7 +103,7 @@ class ConsoleCapture(ConsoleStoreWriter):
         self._tail_bytes = 0
         self._tail_lines = 0
         self._marker: tuple[int, str] | None = None  # (rowid, text) once written
-        self._partial = {"stdout": Line(), "stderr": Line(), BOTH: Line()}
+        self._partial = {stream: Line(self.secrets) for stream in ("stdout", "stderr", BOTH)}
 
     # -- the wrapper's side ---------------------------------------------------------------------
 

@@ -42,27 +42,42 @@ Row = tuple[float, str, bytes, int]  # time, stream, text (lines joined by \n), 
 class Line:
     """The unfinished line of one stream, with ``\\r`` rewrites collapsed as they come."""
 
-    __slots__ = ("buf",)
+    __slots__ = ("buf", "hold", "secrets")
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: Iterable[bytes] = ()) -> None:
         self.buf = b""
+        self.secrets = list(secrets)
+        # a piece is cut this far before the end at least, where a secret may still be arriving
+        self.hold = max(map(len, self.secrets), default=1) - 1
 
     def feed(self, data: bytes) -> bytes | None:
-        """Add bytes without a newline; returns a piece to store when the line grew too long."""
+        """Add bytes without a newline; returns a piece to store when the line grew too long
+        (redacted: a secret is never cut in two, which would hide it from the redaction)."""
         buf = self.buf + data
         cr = buf.rfind(b"\r")
         if cr > 0:  # keep the last finished segment and what follows the last \r
             buf = final_segment(buf[:cr]) + buf[cr:]
-        if len(buf) > MAX_LINE:  # whole pieces go; the rest waits for more
-            n = len(buf) - len(buf) % MAX_LINE
-            self.buf = buf[n:]
-            return final_segment(buf[:n])
+        if len(buf) > MAX_LINE + self.hold:  # whole pieces go; the rest waits for more
+            buf = redact(buf, self.secrets)
+            n = len(buf) - self.hold
+            n -= n % MAX_LINE
+            if n > 0:
+                self.buf = buf[n:]
+                return final_segment(buf[:n])
         self.buf = buf
         return None
 
     def end(self, data: bytes) -> bytes:
         buf, self.buf = self.buf + data, b""
         return final_segment(buf)
+
+
+def redact(block: bytes, secrets: Iterable[bytes]) -> bytes:
+    """``block`` with each secret replaced by ``***`` (longest first, as given)."""
+    for secret in secrets:
+        if secret in block:
+            block = block.replace(secret, b"***")
+    return block
 
 
 def final_segment(raw: bytes) -> bytes:
@@ -126,7 +141,7 @@ class ConsoleStoreWriter:
     shard_path: str | None
     run_num: int | None
     limit: int
-    secrets: list[str]
+    secrets: list[bytes]
     channels: list[Channel]
     _queue: collections.deque[tuple[float, str, bytes, int]]
     _queued: int
@@ -203,7 +218,7 @@ class ConsoleStoreWriter:
                                 ch.gap = 0
                 blocks = list(self._blocks(items))
                 if final:
-                    blocks.extend((time.time(), s, tidy(p.end(b""))) for s, p in
+                    blocks.extend((time.time(), s, self._tidy(p.end(b""))) for s, p in
                                   self._partial.items() if p.buf)
                 self._store(shard, list(self._rows(blocks)), final)
                 if final:
@@ -236,7 +251,7 @@ class ConsoleStoreWriter:
             last = data.rfind(b"\n")
             if last >= 0:
                 first = data.find(b"\n")
-                yield t, stream, tidy(part.end(data[:first]) + data[first:last])
+                yield t, stream, self._tidy(part.end(data[:first]) + data[first:last])
                 data = data[last + 1:]
             piece = part.feed(data) if data else None
             if piece is not None:
@@ -370,9 +385,10 @@ class ConsoleStoreWriter:
         self._tail_bytes += keep
         return head, tail, evict
 
-    def _text(self, raw: bytes) -> str:
-        text = raw.decode("utf-8", "replace")
-        for s in self.secrets:
-            if s in text:
-                text = text.replace(s, "***")
-        return text
+    def _tidy(self, block: bytes) -> bytes:
+        """Whole lines, redacted before :func:`tidy` cuts a long one into pieces."""
+        return tidy(redact(block, self.secrets))
+
+    @staticmethod
+    def _text(raw: bytes) -> str:
+        return raw.decode("utf-8", "replace")
