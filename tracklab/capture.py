@@ -28,7 +28,8 @@ least :data:`MIN_SECRET` characters) are replaced by ``***`` in the store, not o
 The cap (``--capture-limit``, default :data:`DEFAULT_LIMIT` bytes): the first half is kept as it
 comes; after that the store holds a rolling tail of the last half, behind one marker row (stream
 ``tracklab``) that says how many lines were left out there. So a run's first and last lines are
-there (those that fit in half the cap: whole lines are kept or left out), and ``tracklab logs --follow`` still sees new lines after the head is full. While a
+there (a line, or a 64 KiB piece of a longer one, is kept whole or left out: a tiny cap keeps
+none), and ``tracklab logs --follow`` still sees new lines after the head is full. While a
 flood of output fills the tail, the tail is written once a second (each write replaces it).
 """
 
