@@ -72,6 +72,13 @@ def test_config_kinds_are_stored() -> None:
         "lr": 0.1, "layers": [1, 2], "batch": 32, "nested": {"a": {"b": 1}}}
 
 
+def test_config_item_assignment_is_stored() -> None:
+    run = tracklab.init(config={"lr": 0.1})
+    run.config["batch"] = 64  # as with wandb.config: a plain assignment, no update() after it
+    run.finish()
+    assert tracklab.open_run(run.id).info["config"] == {"lr": 0.1, "batch": 64}
+
+
 def test_config_with_enums_and_cycles_is_stored_not_raised() -> None:
     # an Enum (it refers to its class, which lists its members) or an object that refers back
     # to its owner sent init() into a RecursionError
