@@ -281,6 +281,33 @@ def test_a_monitor_never_stopped_neither_holds_the_exit_nor_loses_its_last_sampl
     assert tracklab.open_run("left-running").info["status"] == "finished"
 
 
+def test_a_forked_child_that_exits_neither_hangs_nor_ends_the_parents_monitor(
+        tmp_path: Path, isolated_env: Path) -> None:
+    # A child forked while the sampling thread held a lock (writing a sample) inherited that
+    # lock held forever, and hung in its exit handlers; one that got through marked the
+    # parent's run finished while the parent was still sampling.
+    script = tmp_path / "forks.py"
+    script.write_text(
+        "import os, signal, sys, time, tracklab\n"
+        "mon = tracklab.get_run_system_monitor('forked', collect_interval=0.01)\n"
+        "mon.start()\n"
+        "for i in range(20):\n"
+        "    time.sleep(0.013)\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        signal.alarm(5)  # a hung child ends, and fails the test\n"
+        "        sys.exit(0)  # a normal exit: atexit handlers run\n"
+        "    if os.waitpid(pid, 0)[1]:\n"
+        "        sys.exit(f'child {i} hung at exit')\n"
+        "print(tracklab.open_run('forked').info['status'])\n"
+        "mon.stop()\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "running\n"
+    assert tracklab.open_run("forked").info["status"] == "finished"  # the parent's exit
+
+
 def test_debug_logging_shows_each_sample_taken_and_written_and_nothing_prints(
         caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
     with caplog.at_level(logging.DEBUG, logger="tracklab"):

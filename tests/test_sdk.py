@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,6 +70,38 @@ def test_config_kinds_are_stored() -> None:
     run.finish()
     assert tracklab.open_run(run.id).info["config"] == {
         "lr": 0.1, "layers": [1, 2], "batch": 32, "nested": {"a": {"b": 1}}}
+
+
+def test_config_item_assignment_is_stored() -> None:
+    run = tracklab.init(config={"lr": 0.1})
+    run.config["batch"] = 64  # as with wandb.config: a plain assignment, no update() after it
+    run.finish()
+    assert tracklab.open_run(run.id).info["config"] == {"lr": 0.1, "batch": 64}
+
+
+def test_config_with_enums_and_cycles_is_stored_not_raised() -> None:
+    # an Enum (it refers to its class, which lists its members) or an object that refers back
+    # to its owner sent init() into a RecursionError
+    import enum
+
+    class Precision(enum.Enum):
+        FP16 = "fp16"
+
+    class Node:
+        def __init__(self) -> None:
+            self.size = 3
+            self.parent = self
+
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    run = tracklab.init(config={"precision": Precision.FP16, "node": Node(), "list": cyclic})
+    run.summary["precision"] = Precision.FP16
+    run.finish()
+    info = tracklab.open_run(run.id).info
+    assert info["config"]["precision"] == "fp16" and info["summary"]["user"]["precision"] == "fp16"
+    assert info["config"]["node"]["size"] == 3
+    assert info["config"]["node"]["parent"].startswith("<")  # the cycle, as its repr
+    assert info["config"]["list"][0] == 1 and info["config"]["list"][1] == "[1, [...]]"
 
 
 @pytest.mark.parametrize(("ending", "status"), [

@@ -697,6 +697,26 @@ def test_views_of_a_run_with_nothing_recorded_yet(store_dir: Path, tmp_path: Pat
         assert plot.exit_code == 1 and "no samples or training metrics" in plot.stderr
 
 
+def test_views_of_an_int_beyond_float_range(store_dir: Path, tmp_path: Path) -> None:
+    # log() keeps such an int exactly; report, plot and parquet export died converting it
+    run = tracklab.init(name="huge")
+    tracklab.log({"count": 10**400, "loss": 1.0})
+    tracklab.log({"count": 5, "loss": 0.5})
+    run.finish()
+    assert cli("report", run.id, "-o", str(tmp_path / "r.html")).exit_code == 0
+    if importlib.util.find_spec("matplotlib") is not None:
+        plot = cli("plot", run.id, "-o", str(tmp_path / "p.png"))
+        assert plot.exit_code == 0, plot.output
+    if importlib.util.find_spec("pyarrow") is not None:
+        import pyarrow.parquet as pq
+
+        res = cli("export", run.id, "-o", str(tmp_path / "m.parquet"))
+        assert res.exit_code == 0, res.output
+        table = pq.read_table(tmp_path / "m.parquet")
+        assert sorted(zip(table.column("key").to_pylist(), table.column("value").to_pylist())) \
+            == [("count", 5.0), ("count", math.inf), ("loss", 0.5), ("loss", 1.0)]
+
+
 def test_sql_lives_only_in_the_store() -> None:
     for path in ("tracklab/views.py", "tracklab/report.py", "tracklab_cli/views.py",
                  "tracklab_cli/render_views.py"):

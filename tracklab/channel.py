@@ -317,3 +317,15 @@ def _register_exit() -> None:
         import atexit
 
         atexit.register(close_all)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _forget_after_fork() -> None:
+    """In a forked child, the parent's channels are the parent's: closing them at the child's
+    exit would end a run the parent still samples, and a lock a sampling thread held at the
+    fork stays held in the child forever."""
+    global _lock
+    _lock = threading.RLock()
+    _channels.clear()
+    _recorders.clear()

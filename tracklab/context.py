@@ -8,13 +8,18 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import Any
 
 
-def to_plain(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict from a dict, dataclass, argparse namespace or OmegaConf config."""
+def to_plain(config: Any, _within: tuple[int, ...] = ()) -> dict[str, Any]:
+    """A JSON-ready dict from a dict, dataclass, argparse namespace or OmegaConf config.
+
+    ``_within``: the ids of the objects being made plain around this one (an object met again
+    inside itself is stored as its repr, not followed forever)."""
     if config is None:
         return {}
+    within = (*_within, id(config))
     if type(config).__module__.startswith("omegaconf"):
         from omegaconf import OmegaConf  # only when the user already uses it
 
@@ -27,19 +32,23 @@ def to_plain(config: Any) -> dict[str, Any]:
         config = vars(config)
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict-like object, not {type(config).__name__}")
-    return {str(k): _plain_value(v) for k, v in config.items()}
+    return {str(k): _plain_value(v, within) for k, v in config.items()}
 
 
-def _plain_value(v: Any) -> Any:
+def _plain_value(v: Any, within: tuple[int, ...] = ()) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
+    if isinstance(v, Enum):  # its __dict__ leads to its class, which lists it again
+        return _plain_value(v.value, within)
+    if id(v) in within:  # an object that refers back to its owner
+        return repr(v)
     if isinstance(v, Mapping) or _is_dataclass(v) or hasattr(v, "__dict__"):
         try:
-            return to_plain(v)
+            return to_plain(v, within)
         except TypeError:
             return repr(v)
     if isinstance(v, (list, tuple, set, frozenset)):
-        return [_plain_value(x) for x in v]
+        return [_plain_value(x, (*within, id(v))) for x in v]
     item = getattr(v, "item", None)
     if callable(item):
         try:

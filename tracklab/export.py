@@ -97,6 +97,13 @@ def _blank(v: Any) -> Any:
     return "" if v is None else v
 
 
+def _double(v: Any) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # an int beyond float range: the float64 column's infinity
+        return math.inf if v > 0 else -math.inf
+
+
 def _write_parquet(rows: Iterable[dict[str, Any]], out: IO[bytes]) -> int:
     try:
         import pyarrow as pa
@@ -117,7 +124,7 @@ def _write_parquet(rows: Iterable[dict[str, Any]], out: IO[bytes]) -> int:
 
         for r in rows:
             for f in EXPORT_FIELDS:
-                batch[f].append(float(r[f]) if f == "value" else r[f])
+                batch[f].append(_double(r[f]) if f == "value" else r[f])
             count += 1
             if len(batch["key"]) >= 65536:
                 flush()

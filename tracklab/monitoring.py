@@ -289,6 +289,16 @@ def _register_exit() -> None:
         import atexit
 
         atexit.register(_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _forget_after_fork() -> None:
+    """In a forked child, the parent's monitors are the parent's (their threads are not in the
+    child, and a lock one held at the fork stays held): the child stops none of them at exit."""
+    global _registry_lock
+    _registry_lock = threading.RLock()
+    _monitors.clear()
 
 
 def _at_exit() -> None:

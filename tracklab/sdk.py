@@ -50,7 +50,8 @@ _exception: list[BaseException] = []
 
 
 class Config(dict[str, Any]):
-    """The run's configuration; ``update()`` writes through to the store."""
+    """The run's configuration; ``update()`` and ``config[key] = value`` write through to the
+    store."""
 
     def __init__(self, run: Run, initial: Mapping[str, Any] | None = None) -> None:
         super().__init__(initial or {})
@@ -63,6 +64,9 @@ class Config(dict[str, Any]):
             super().update(to_plain(a))
         super().update(to_plain(kwargs))
         self._run._save_config()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
 
 
 class Run(RunStoreMixin):

@@ -253,7 +253,10 @@ def plottable(v: Any) -> float | None:
     """A value as a float for a chart, ``None`` for a gap (NaN, infinities, non-numbers)."""
     if type(v) not in (int, float, bool):
         return None
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an int beyond float range, stored exactly: off the chart too
+        return None
     return f if math.isfinite(f) else None
 
 
