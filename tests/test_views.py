@@ -383,6 +383,31 @@ def test_plot_writes_png_and_svg_with_a_panel_per_family(at_recorded: dict,
     assert "(2 panels)" in res.stderr
 
 
+def test_plot_of_many_metrics_draws_a_readable_figure_and_counts_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nested dicts (dotted keys) share a panel per top-level name; past 16 panels of 10 keys
+    the figure stops growing and a note counts what is left out."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("TRACKLAB_DIR", str(tmp_path / "store"))
+    run = tracklab.init(name="wide")
+    for step in range(3):  # 30 families: 29 of 10 keys, one of 15 (nested dicts, flattened)
+        run.log({f"layer{i:02d}": {f"k{j:02d}": float(step + j) for j in range(10)}
+                 for i in range(29)} | {"val": {f"k{j:02d}": 1.0 for j in range(15)}}, step=step)
+    run.finish()
+    data = views.panels(tracklab.open_run(run.id), max_panels=16, max_series=10)
+    training = [p for p in data["panels"] if p["training"]]
+    assert [p["title"] for p in training] == [f"layer{i:02d}" for i in range(16)]
+    assert all(len(p["series"]) == 10 for p in training)
+    assert data["left_out"] == 29 * 10 + 15 - 160
+    png = tmp_path / "wide.png"
+    res = cli("plot", run.id, "-o", str(png), "--metric", "val")
+    assert res.exit_code == 0, res.output
+    assert "(1 panel)" in res.stderr and "5 more training metric(s) not drawn" in res.stderr
+    res = cli("plot", run.id, "-o", str(png))
+    assert res.exit_code == 0, res.output
+    assert "145 more training metric(s) not drawn" in res.stderr
+
+
 def test_plot_refuses_unknown_formats_and_unmatched_metrics(at_recorded: dict,
                                                             tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")

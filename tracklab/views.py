@@ -241,8 +241,12 @@ def _wanted(key: str, patterns: list[str] | None) -> bool:
 
 
 def family(key: str) -> str:
-    """A training key's panel: the part before the first ``/`` (``train/loss`` -> ``train``)."""
-    return key.split("/", 1)[0] if "/" in key else key
+    """A training key's panel: the part before the first ``/`` (``train/loss`` -> ``train``),
+    else before the first ``.`` (a nested dict logged: ``val.acc`` -> ``val``)."""
+    for sep in "/.":
+        if sep in key.strip(sep):
+            return key.split(sep, 1)[0] or key
+    return key
 
 
 def _natural(path: str) -> list[Any]:
@@ -261,13 +265,16 @@ def plottable(v: Any) -> float | None:
 
 
 def panels(view: RunView, patterns: list[str] | None = None, step: bool = False,
-           n: int = 600) -> dict[str, Any]:
+           n: int = 600, max_panels: int | None = None,
+           max_series: int | None = None) -> dict[str, Any]:
     """The charts of a run: one panel per metric family, x in seconds since the start (training
     panels in steps when ``step``). ``patterns`` (globs; ``train`` also matches ``train/*``)
-    keep only matching system paths and training keys.
+    keep only matching system paths and training keys. ``max_panels`` training panels at most,
+    of ``max_series`` keys at most (the first, in logging order); the rest are left out.
 
     Returns ``{run, name, start, end, panels: [{title, unit, axis, training, series:
-    [{key, label, x, y}]}]}``; ``y`` holds floats or ``None`` (a gap)."""
+    [{key, label, x, y}]}], left_out}``; ``y`` holds floats or ``None`` (a gap), ``left_out``
+    the training keys not drawn."""
     info = view.info
     start, end = span(view, info)
     every = [q for _, _, pats in SYSTEM_PANELS for q in pats]
@@ -284,19 +291,23 @@ def panels(view: RunView, patterns: list[str] | None = None, step: bool = False,
         if lines:
             out.append({"title": title, "unit": unit, "axis": "time", "training": False,
                         "series": lines})
-    keys = [k for k in view.metric_summary() if _wanted(k, patterns)]
-    mpts = metric_points(view, keys, n)
     families: dict[str, list[str]] = {}
-    for k in keys:
-        families.setdefault(family(k), []).append(k)
-    for fam, ks in families.items():
+    for k in view.metric_summary():
+        if _wanted(k, patterns):
+            families.setdefault(family(k), []).append(k)
+    drawn = list(families.items())[:max_panels]
+    drawn = [(fam, ks[:max_series]) for fam, ks in drawn]
+    keys = [k for _, ks in drawn for k in ks]
+    left_out = sum(map(len, families.values())) - len(keys)
+    mpts = metric_points(view, keys, n)
+    for fam, ks in drawn:
         lines = [{"key": k, "label": k,
                   "x": [p[1] if step else round(p[0] - start, 3) for p in mpts[k]],
                   "y": [plottable(p[2]) for p in mpts[k]]} for k in ks]
         out.append({"title": fam, "unit": "", "axis": "step" if step else "time",
                     "training": True, "series": lines})
     return {"run": info["id"], "name": info["name"], "start": start, "end": end,
-            "panels": out}
+            "panels": out, "left_out": left_out}
 
 
 # -- compare ------------------------------------------------------------------------------------

@@ -20,6 +20,10 @@ from .app import app, fail, library_errors
 RunArg = Annotated[str, typer.Argument(help="Run id, unique id prefix, name, or 'latest'.")]
 DirOpt = Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")]
 
+# `plot` draws one figure: past these, panels grow unreadable (and matplotlib slow), so the
+# rest are counted in a note; 10 series is matplotlib's colour cycle
+PLOT_PANELS = 16  # training metric panels at most
+PLOT_SERIES = 10  # training metrics per panel at most
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -153,7 +157,8 @@ def plot(
     with library_errors():
         view = _open(run, dir)
         try:
-            data = views.panels(view, metric or None, step=step, n=points)
+            data = views.panels(view, metric or None, step=step, n=points,
+                                max_panels=PLOT_PANELS, max_series=PLOT_SERIES)
             info = view.info
         finally:
             view.close()
@@ -168,6 +173,10 @@ def plot(
     except OSError as exc:
         raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     sys.stderr.write(f"tracklab: wrote {output} ({n} panel{'s' * (n != 1)})\n")
+    if data["left_out"]:
+        sys.stderr.write(f"tracklab: {data['left_out']:,} more training metric(s) not drawn "
+                         f"(at most {PLOT_PANELS} panels of {PLOT_SERIES}); pick them with "
+                         "--metric\n")
 
 
 @app.command()
