@@ -54,6 +54,11 @@ def test_context_manager_marks_failure_and_finish_is_idempotent() -> None:
     assert len(_points(run.id, "x")) == 1
     with pytest.warns(TracklabWarning, match="after finish"):
         run.log({"x": 2.0})
+    # the module's log() after finish() warns the same, rather than raise into the loop
+    tracklab.init()
+    tracklab.finish()
+    with pytest.warns(TracklabWarning, match="after finish"):
+        tracklab.log({"x": 3.0})
 
 
 def test_config_kinds_are_stored() -> None:

@@ -44,6 +44,7 @@ _time = time.time
 _sleep = time.sleep
 
 _current: Run | None = None
+_last: Run | None = None  # the current run once it finished: log() then warns, as run.log()
 _live: list[Run] = []
 _lock = threading.Lock()
 _exception: list[BaseException] = []
@@ -190,7 +191,7 @@ class Run(RunStoreMixin):
         A run this process created gets status ``finished`` (``failed`` after an uncaught
         exception or a non-zero ``exit_code``); an attached run's status is the wrapper's to set.
         """
-        global _current
+        global _current, _last
         with _lock:
             if self._closed and self._writer is None:
                 return
@@ -198,7 +199,7 @@ class Run(RunStoreMixin):
             if self in _live:
                 _live.remove(self)
             if _current is self:
-                _current = None
+                _current, _last = None, self
         if self._noop:
             return
         if self._monitor is not None:
@@ -285,7 +286,7 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
 
 def log(data: Mapping[str, Any], step: int | None = None) -> None:
     """Log metrics to the current run (see :meth:`Run.log`)."""
-    run = _current
+    run = _current or _last
     if run is None:
         if _env.disabled():
             return
