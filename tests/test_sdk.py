@@ -61,6 +61,16 @@ def test_context_manager_marks_failure_and_finish_is_idempotent() -> None:
         tracklab.log({"x": 3.0})
 
 
+def test_warnings_name_the_line_in_the_users_script() -> None:
+    run = tracklab.init()
+    with pytest.warns(TracklabWarning) as caught:
+        tracklab.log({"x": "text", "y": 1.0})  # a value that is not a number
+        run.log({"z": 1.0}, step=-1)  # a bad step
+        run.log([1.0])  # not a dict
+    assert len(caught) == 3
+    assert [w.filename for w in caught] == [__file__] * 3, [str(w.message) for w in caught]
+
+
 def test_config_kinds_are_stored() -> None:
     import argparse
     import dataclasses

@@ -117,7 +117,7 @@ class Run(RunStoreMixin):
             self._open(system_monitor)
         except StoreError as exc:
             warnings.warn(f"tracklab: {exc}; this run records nothing, training goes on",
-                          TracklabWarning, stacklevel=3)
+                          TracklabWarning, stacklevel=_caller_level())
             self._closed = True
             self._noop = True  # warned once above; log() is now a silent no-op
 
@@ -175,7 +175,7 @@ class Run(RunStoreMixin):
     def _warn(self, what: str, message: str) -> None:
         if what not in self._warned:
             self._warned.add(what)
-            warnings.warn(message, TracklabWarning, stacklevel=4)
+            warnings.warn(message, TracklabWarning, stacklevel=_caller_level())
 
     # -- ending ----------------------------------------------------------------------------------
 
@@ -342,6 +342,18 @@ def _after_fork() -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning raised here that names the user's line: the first frame
+    outside this package (``init``, ``log`` and ``run.log`` reach a warning at depths of
+    their own)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _default_name(run_id: str) -> str:
