@@ -119,6 +119,29 @@ def test_config_with_enums_and_cycles_is_stored_not_raised() -> None:
     assert info["config"]["list"][0] == 1 and info["config"]["list"][1] == "[1, [...]]"
 
 
+def test_config_arrays_classes_and_functions_are_stored_as_users_read_them() -> None:
+    import math
+    import os
+
+    np = pytest.importorskip("numpy")
+
+    class Net:
+        pass
+
+    run = tracklab.init(config={
+        "mean": np.array([0.485, 0.456, 0.406]), "grid": np.zeros((2, 2), dtype=np.int64),
+        "scale": np.float32(0.5), "big": np.arange(5000),
+        "model": Net, "act": math.tanh, "init": lambda w: w, "module": os})
+    run.finish()
+    config = tracklab.open_run(run.id).info["config"]
+    assert config["mean"] == [0.485, 0.456, 0.406] and config["grid"] == [[0, 0], [0, 0]]
+    assert config["scale"] == 0.5
+    assert isinstance(config["big"], str) and "..." in config["big"]  # numpy's own summary
+    assert config["model"].endswith("Net") and config["model"].startswith(__name__)
+    assert config["act"] == "math.tanh" and config["module"] == "os"
+    assert config["init"].endswith("<lambda>")
+
+
 @pytest.mark.parametrize(("ending", "status"), [
     ("pass", "finished"),
     ("raise ValueError('boom')", "failed"),

@@ -9,6 +9,8 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from enum import Enum
+from inspect import isroutine
+from types import ModuleType
 from typing import Any
 
 
@@ -35,6 +37,9 @@ def to_plain(config: Any, _within: tuple[int, ...] = ()) -> dict[str, Any]:
     return {str(k): _plain_value(v, within) for k, v in config.items()}
 
 
+ARRAY_ITEMS = 1000  # a numpy array or tensor up to this size is stored as a list, else as text
+
+
 def _plain_value(v: Any, within: tuple[int, ...] = ()) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
@@ -42,6 +47,16 @@ def _plain_value(v: Any, within: tuple[int, ...] = ()) -> Any:
         return _plain_value(v.value, within)
     if id(v) in within:  # an object that refers back to its owner
         return repr(v)
+    if isinstance(v, (type, ModuleType)) or isroutine(v):  # a model class, an activation, ...
+        name = getattr(v, "__qualname__", None) or getattr(v, "__name__", None) or repr(v)
+        module = getattr(v, "__module__", None)
+        return f"{module}.{name}" if module and module != "builtins" else name
+    tolist = getattr(v, "tolist", None)  # numpy arrays, torch tensors: their values
+    if callable(tolist) and _size(v) <= ARRAY_ITEMS:
+        try:
+            return _plain_value(tolist(), within)
+        except (ValueError, RuntimeError, TypeError):
+            pass
     if isinstance(v, Mapping) or _is_dataclass(v) or hasattr(v, "__dict__"):
         try:
             return to_plain(v, within)
@@ -56,6 +71,15 @@ def _plain_value(v: Any, within: tuple[int, ...] = ()) -> Any:
         except (ValueError, RuntimeError, TypeError):
             pass
     return str(v)
+
+
+def _size(v: Any) -> float:
+    """How many values an array holds (numpy ``size``, torch ``numel()``); inf when unknown."""
+    n = getattr(v, "size", None)
+    if callable(n):
+        numel = getattr(v, "numel", None)
+        n = numel() if callable(numel) else None
+    return n if isinstance(n, int) else float("inf")
 
 
 def system_info(store_dir: str = ".", gpus: list[dict[str, Any]] | None = None) -> dict[str, Any]:
