@@ -15,7 +15,8 @@ import pytest
 
 import tracklab
 from tests.conftest import run_tracklab, write_script
-from tracklab.context import code_state, package_versions, python_info, to_plain
+from tracklab.context import code_state, package_versions, python_info
+from tracklab.plain import to_plain
 
 
 def git(cwd: Path, *args: str) -> str:

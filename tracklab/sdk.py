@@ -59,7 +59,7 @@ class Config(dict[str, Any]):
         self._run = run
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        from .context import to_plain
+        from .plain import to_plain
 
         for a in args:
             super().update(to_plain(a))
@@ -86,8 +86,8 @@ class Run(RunStoreMixin):
 
     def __init__(self, *, project: str | None, name: str | None, config: Any,
                  system_monitor: bool, dir: str | None) -> None:
-        from .context import to_plain
         from .ids import new_run_id
+        from .plain import to_plain
 
         self.dir = _env.store_dir(dir)
         self.node = _env.node_id()

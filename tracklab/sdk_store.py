@@ -167,7 +167,8 @@ class RunStoreMixin:
         """Write the end of an owned run, and ``summary`` merged into the run's ``user``
         summary (an attached process passes None: only its summary, merged with other ranks')."""
         from . import store
-        from .context import merge_summary, to_plain
+        from .context import merge_summary
+        from .plain import to_plain
 
         assert self._shard_path is not None and self._run_num is not None
         try:
