@@ -579,6 +579,7 @@ def test_export_jsonl_is_strict_json_and_samples_are_flat(at_recorded: dict) -> 
     lines = [strict(line) for line in res.stdout.splitlines()]
     assert {"key": "odd/nan", "value": "nan"}.items() <= next(
         x for x in lines if x["key"] == "odd/nan").items()
+    assert next(x for x in lines if x["key"] == "odd/flag")["value"] is True  # a JSON boolean
     res = cli("export", at_recorded["a"], "--what", "samples", "-f", "jsonl",
               "--key", "cpu.overall", "--key", "accelerators.1.power")
     got = [strict(line) for line in res.stdout.splitlines()]

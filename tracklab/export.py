@@ -57,10 +57,16 @@ def _measure(path: str) -> bool:
 
 
 def _text(v: Any) -> Any:
+    """A value for CSV: booleans as ``true``/``false``, as JSON writes them."""
     if isinstance(v, bool):
         return "true" if v else "false"
+    return _json(v)
+
+
+def _json(v: Any) -> Any:
+    """A value for strict JSON, which has no NaN or infinities: those as text."""
     if isinstance(v, float) and not math.isfinite(v):
-        return str(v)  # nan, inf, -inf: strict JSON has no such numbers
+        return str(v)
     return v
 
 
@@ -83,7 +89,7 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: IO[bytes]) -> in
             w.writerow((r["run_id"], r["node"], _blank(r["rank"]), repr(r["time"]),
                         _blank(r["step"]), r["key"], repr(v) if type(v) is float else _text(v)))
         else:
-            buf.write(json.dumps({k: _text(r[k]) for k in EXPORT_FIELDS}) + "\n")
+            buf.write(json.dumps({k: _json(r[k]) for k in EXPORT_FIELDS}) + "\n")
         count += 1
         if count % 4096 == 0:
             out.write(buf.getvalue().encode())
