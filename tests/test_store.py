@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import tracklab
+from tests.conftest import TRACKLAB, run_tracklab
 from tracklab.store import codec, schema
 
 
@@ -60,3 +65,33 @@ def test_flatten_round_trip_keeps_lists_and_empties() -> None:
     assert codec.unflatten(paths, values) == snap
     blob = codec.encode_sample(values)
     assert codec.decode_sample(blob) == values
+
+
+def test_a_store_that_cannot_be_written_is_still_read(tmp_path: Path) -> None:
+    # A store on a read-only mount (or in a folder the reader may not write): SQLite cannot
+    # create the WAL index (-shm) beside a shard. It read as empty: `ls` said "no runs".
+    store = tmp_path / "archive"
+    res = run_tracklab("run", "-q", "--dir", str(store), "--name", "kept", "--", sys.executable,
+                       "-c", "import tracklab; tracklab.init(); tracklab.log({'loss': 0.5})")
+    assert res.returncode == 0, res.stderr
+    assert not list(store.glob("*-wal"))
+    if os.geteuid() == 0:  # permissions do not bind root: a read-only bind mount, made private
+        if not shutil.which("unshare"):
+            pytest.skip("needs unshare(1) to make a read-only mount as root")
+        ro = f"mount --bind {store} {store} && mount -o remount,bind,ro {store} && exec \"$@\""
+        prefix = ["unshare", "-m", "sh", "-c", ro, "sh"]
+        probe = subprocess.run([*prefix, "touch", str(store / "x")], capture_output=True)
+        if probe.returncode == 0 or b"Read-only" not in probe.stderr:
+            pytest.skip("cannot make a read-only mount here")
+    else:
+        prefix = []
+        store.chmod(0o555)
+    try:
+        ls = subprocess.run([*prefix, *TRACKLAB, "ls", "--dir", str(store)], capture_output=True,
+                            text=True, timeout=60)
+        export = subprocess.run([*prefix, *TRACKLAB, "export", "kept", "--dir", str(store)],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        store.chmod(0o755)
+    assert ls.returncode == 0 and "kept" in ls.stdout, ls.stdout + ls.stderr
+    assert export.returncode == 0 and ",loss,0.5" in export.stdout, export.stdout + export.stderr

@@ -49,6 +49,19 @@ def _create_private(path: str) -> None:
     os.close(fd)
 
 
+def _needs_immutable(conn: sqlite3.Connection, path: str) -> bool:
+    """True when a WAL shard cannot be read because its ``-shm`` file cannot be created (a
+    read-only mount, a folder the reader may not write): with no ``-wal`` beside it, no writer
+    has it open and the file itself is all there is to read, so it is opened immutable."""
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return False
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc) or os.path.exists(path + "-wal"):
+            raise
+        return True
+
+
 class Shard:
     """A connection to one shard file. Use one instance per thread."""
 
@@ -68,6 +81,12 @@ class Shard:
                     uri, uri=True, timeout=timeout, isolation_level=None,
                     check_same_thread=False,
                 )
+                if _needs_immutable(self.conn, path):
+                    self.conn.close()
+                    self.conn = sqlite3.connect(
+                        uri + "&immutable=1", uri=True, timeout=timeout, isolation_level=None,
+                        check_same_thread=False,
+                    )
             else:
                 self.conn = sqlite3.connect(
                     path, timeout=timeout, isolation_level=None, check_same_thread=False
