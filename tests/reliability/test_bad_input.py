@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,16 @@ def test_torch_scalars_round_trip() -> None:
     run.finish()
     got = {p["key"]: p["value"] for p in tracklab.open_run(run.id).metrics()}
     assert got == {"t": 0.25, "i": 3, "b": True}
+
+
+def test_a_count_beyond_64_bits_means_all() -> None:
+    # `ls --limit` and `logs --tail` took it, then SQLite refused the LIMIT: "run store: datatype
+    # mismatch" (exit 1) from ls, a traceback from logs
+    res = run_tracklab("run", "-q", "--name", "two-lines", "--", sys.executable, "-c",
+                       "print('a'); print('b')")
+    assert res.returncode == 0, res.stderr
+    huge = str(10**20)
+    ls = run_tracklab("ls", "--limit", huge)
+    assert ls.returncode == 0 and "two-lines" in ls.stdout, ls.stderr
+    logs = run_tracklab("logs", "two-lines", "--tail", huge)
+    assert logs.returncode == 0 and logs.stdout == "a\nb\n", logs.stderr

@@ -23,6 +23,7 @@ from .codec import dumps_exact
 
 BUSY_TIMEOUT_S = 10.0
 FINAL_TIMEOUT_S = 1.5  # the last status write of a run must not hold up its exit
+MAX_ROWS = 2**63 - 1  # SQLite's largest LIMIT: a larger one (`ls --limit 1e20`) means all rows
 RUN_COLUMNS = (
     "num", "id", "name", "project", "status", "exit_code", "signal", "command", "cwd", "host",
     "node", "owner", "pid", "pid_start", "interval", "started_at", "ended_at", "heartbeat_at",
@@ -212,7 +213,7 @@ class Shard:
             sql += f" WHERE {where}"
         sql += f" ORDER BY {order}"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {min(int(limit), MAX_ROWS)}"
         return [dict(zip(RUN_COLUMNS, r)) for r in self.conn.execute(sql, params)]
 
     def find_runs(self, ref: str) -> list[dict[str, Any]]:
@@ -378,5 +379,5 @@ class Shard:
             sql += f" AND stream IN ({', '.join('?' * len(names))})"
             params += names
         if tail is not None:
-            sql = f"SELECT * FROM ({sql} ORDER BY rowid DESC LIMIT {int(tail)})"
+            sql = f"SELECT * FROM ({sql} ORDER BY rowid DESC LIMIT {min(int(tail), MAX_ROWS)})"
         return self.conn.execute(sql + " ORDER BY rowid", params).fetchall()
