@@ -52,7 +52,7 @@ def _open(ref: str, dir: str | None) -> Any:
 def watch(
     run: Annotated[str | None, typer.Argument(
         help="Run id, prefix, name or 'latest' (default: the newest running run).")] = None,
-    interval: Annotated[float, typer.Option("--interval", "-n", min=0.1,
+    interval: Annotated[float, typer.Option("--interval", "-n", min=0.1, max=86400.0,
                                             help="Seconds between refreshes.")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
     dir: DirOpt = None,

@@ -86,6 +86,8 @@ def test_too_long_name_is_refused_clearly(caplog: pytest.LogCaptureFixture) -> N
     ["run"],
     ["run", "--"],
     ["ls", "--limit", "0"],
+    ["watch", "--interval", "inf"],  # time.sleep() raised an OverflowError on a live run
+    ["watch", "--interval", "1e10"],
     ["show"],
 ])
 def test_usage_errors_exit_2_with_one_message(args: list[str]) -> None:
@@ -138,3 +140,4 @@ def test_a_count_beyond_64_bits_means_all() -> None:
     assert ls.returncode == 0 and "two-lines" in ls.stdout, ls.stderr
     logs = run_tracklab("logs", "two-lines", "--tail", huge)
     assert logs.returncode == 0 and logs.stdout == "a\nb\n", logs.stderr
+
