@@ -91,7 +91,12 @@ class Sampler:
         next_at = time.monotonic()
         if not first:
             next_at += self.interval
-        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+        # an interval past what a wait takes (TIMEOUT_MAX, ~292 years) killed the thread with
+        # an OverflowError; waking that early and waiting again is the same schedule
+        while not self._stop.wait(min(max(0.0, next_at - time.monotonic()),
+                                      threading.TIMEOUT_MAX)):
+            if time.monotonic() < next_at:
+                continue
             if gen != self._gen:
                 return
             self._safe_take(gen)

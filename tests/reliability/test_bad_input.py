@@ -141,3 +141,11 @@ def test_a_count_beyond_64_bits_means_all() -> None:
     logs = run_tracklab("logs", "two-lines", "--tail", huge)
     assert logs.returncode == 0 and logs.stdout == "a\nb\n", logs.stderr
 
+
+def test_an_interval_beyond_what_a_wait_takes_still_samples() -> None:
+    # the sampling thread died with an OverflowError traceback, and the end sample was lost
+    res = run_tracklab("run", "--interval", "1e10", "--", sys.executable, "-c",
+                       "import time; time.sleep(1); print('ok')")  # the thread waits by then
+    assert res.returncode == 0 and res.stdout == "ok\n"
+    assert "Traceback" not in res.stderr, res.stderr
+    assert tracklab.open_run("latest").sample_count() == 2  # at start and at the end
