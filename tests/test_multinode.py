@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import tracklab
 from tests.conftest import TRACKLAB, run_tracklab, write_script
 
 RANKS_CHILD = r'''
@@ -297,3 +298,40 @@ def test_acceptance_sixteen_nodes_sixty_seconds(tmp_path: Path, isolated_env: Pa
     assert "Nodes (16)" in shown.stdout
     for k in range(16):
         assert f"node{k} " in shown.stdout
+
+
+def test_wrappers_sharing_a_node_keep_the_worst_verdict_and_a_reused_id_runs_again(
+        store_dir: Path) -> None:
+    """``srun`` with several tasks per node starts several wrappers of one run on one node:
+    the task that failed is not hidden by one that finished after it. A run id used again
+    after its run ended reads as running while the new command runs, then as it ended."""
+    common = ["run", "-q", "--run-id", "shared", "--node-id", "node0", "--interval", "0.2", "--"]
+    slow = subprocess.Popen([*TRACKLAB, *common, sys.executable, "-c",
+                             "import time; time.sleep(3)"])
+    try:
+        deadline = time.monotonic() + 30
+        while not any(r["id"] == "shared" for r in tracklab.list_runs()):
+            assert time.monotonic() < deadline, "the first wrapper never recorded its run"
+            time.sleep(0.1)
+        fast = run_tracklab(*common, sys.executable, "-c", "import sys; sys.exit(3)")
+        assert fast.returncode == 3, fast.stderr
+        assert slow.wait(timeout=60) == 0
+    finally:
+        slow.kill()
+        slow.wait()
+    info = tracklab.open_run("shared").info
+    assert (info["status"], info["exit_code"]) == ("failed", 3)
+
+    again = subprocess.Popen([*TRACKLAB, *common, sys.executable, "-c",
+                              "import time; time.sleep(3)"])
+    try:
+        deadline = time.monotonic() + 30
+        while tracklab.open_run("shared").info["status"] != "running":
+            assert time.monotonic() < deadline, "the reused run id never read as running"
+            time.sleep(0.1)
+        assert again.wait(timeout=60) == 0
+    finally:
+        again.kill()
+        again.wait()
+    info = tracklab.open_run("shared").info
+    assert (info["status"], info["exit_code"]) == ("finished", 0)

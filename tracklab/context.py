@@ -310,7 +310,8 @@ def record_context(shard_path: str | None, num: int | None, command: list[str], 
 
 def merge_summary(shard: Any, num: int, patch: dict[str, Any], **fields: Any) -> None:
     """Merge ``patch`` into a run's summary JSON; dict values (``user``) merge one level down.
-    ``fields`` (status, ended_at...) are written in the same transaction."""
+    ``fields`` (status, ended_at...; ``fields_from``, see ``Shard.edit_run_json``) are written
+    in the same transaction."""
 
     def edit(old: Any) -> dict[str, Any]:
         new = dict(old) if isinstance(old, dict) else {}

@@ -305,6 +305,11 @@ class _Record:
                     # multi-node (issue 9): lines this node's times up with the other nodes'
                     "clock_offset": measure_clock_offset(self.store_dir),
                 })
+                was = shard.run_rows("num = ?", (self.num,))[0]
+                if was["status"] != "running":  # `--run-id` of an ended run: it runs again
+                    shard.update_run(self.num, status="running", exit_code=None, signal=None,
+                                     ended_at=None, pid=os.getpid(),
+                                     pid_start=_env.process_start(), heartbeat_at=started)
                 self.shard_path = shard.path
             finally:
                 shard.close()
@@ -381,7 +386,8 @@ class _Record:
                 from .context import merge_summary
 
                 merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
-                              status=status, exit_code=exit_code, signal=sig,
+                              fields_from=lambda row: _verdict_to_keep(
+                                  row, started, status, exit_code, sig),
                               ended_at=time.time())
             finally:
                 shard.close()
@@ -392,6 +398,21 @@ class _Record:
         if self.exporter is not None:  # issue 9
             self.exporter.close()
         return peaks
+
+
+def _verdict_to_keep(row: dict[str, Any], started: float, status: str, exit_code: int,
+                     sig: int | None) -> dict[str, Any]:
+    """The run's status fields to write at this wrapper's end: its own verdict, unless another
+    wrapper of the same run on this node (``srun`` with several tasks per node) already ended
+    it worse during this one's life: a failed task is not hidden by one that finished later."""
+    from .runs import STATUS_ORDER
+
+    theirs = row.get("status")
+    if theirs in STATUS_ORDER and status in STATUS_ORDER and theirs != "running" and \
+            (row.get("ended_at") or 0) >= started and \
+            STATUS_ORDER.index(theirs) < STATUS_ORDER.index(status):
+        return {}
+    return {"status": status, "exit_code": exit_code, "signal": sig}
 
 
 def _stem(command: list[str]) -> str:

@@ -181,17 +181,23 @@ class Shard:
         self._write([(sql, (*(fields[c] for c in cols), num))])
 
     def edit_run_json(self, num: int, column: str, edit: Callable[[Any], Any],
+                      fields_from: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                       **fields: Any) -> Any:
         """Replace the JSON in a run's ``column`` by ``edit(old)`` (``old`` is None when empty),
         read and written in one transaction, so concurrent writers (the wrapper, attached ranks,
         ``tracklab tag``) do not lose each other's changes; ``fields`` are set in the same
-        statement. Returns the new value."""
-        cols = [c for c in fields if c in RUN_COLUMNS and c not in ("num", column)]
+        statement, and those ``fields_from(row)`` returns for the run's row as it was read.
+        Returns the new value."""
         if column not in RUN_COLUMNS or column == "num":
             raise ValueError(f"not a run column: {column!r}")
         with self._transaction() as c:
-            row = c.execute(f"SELECT {column} FROM runs WHERE num = ?", (num,)).fetchone()
-            new = edit(None if row is None or row[0] is None else json.loads(row[0]))
+            row = c.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE num = ?",
+                            (num,)).fetchone()
+            was = dict(zip(RUN_COLUMNS, row)) if row is not None else {}
+            if fields_from is not None:
+                fields = {**fields, **fields_from(was)}
+            cols = [k for k in fields if k in RUN_COLUMNS and k not in ("num", column)]
+            new = edit(None if was.get(column) is None else json.loads(was[column]))
             sets = "".join(f", {k} = ?" for k in cols)
             c.execute(f"UPDATE runs SET {column} = ?{sets} WHERE num = ?",
                       (dumps_exact(new), *(fields[k] for k in cols), num))
