@@ -51,15 +51,31 @@ def _pid_alive(pid: int, started: float | None) -> bool:
 
 
 def _open_shards(store_dir: str) -> list[Shard]:
+    """The store's readable shards. One that cannot be read (a node's corrupt or truncated
+    file) is left out with a warning, so the other nodes' runs stay readable; when none can be
+    read, its StoreError is raised."""
     if not os.path.isdir(store_dir):
         return []
-    shards = []
+    shards: list[Shard] = []
+    bad: list[StoreError] = []
     for path in shard_paths(store_dir):
-        shard = Shard(path, create=False, readonly=True)
+        try:
+            shard = Shard(path, create=False, readonly=True)
+        except StoreError as exc:
+            bad.append(exc)
+            continue
         if shard.empty:  # created a moment ago, schema not written yet: nothing to read
             shard.close()
         else:
             shards.append(shard)
+    if bad and not shards:
+        raise bad[0]
+    for exc in bad:
+        import warnings
+
+        from .errors import TracklabWarning
+
+        warnings.warn(f"tracklab: {exc}; its runs are left out", TracklabWarning, stacklevel=3)
     return shards
 
 

@@ -14,6 +14,15 @@ def main(argv: list[str] | None = None) -> None:
         code = main_run(args[1:])
         if code is not None:
             sys.exit(code)
+    import warnings
+
+    from tracklab.errors import TracklabWarning
+
+    # the library's warnings to a user of the command line: one line each, without a source line
+    show = warnings.showwarning
+    warnings.showwarning = lambda message, category, *rest: (
+        sys.stderr.write(f"{message}\n") if issubclass(category, TracklabWarning)
+        else show(message, category, *rest))
     from .app import app
 
     app(args=args, prog_name="tracklab")

@@ -55,6 +55,24 @@ def test_corrupt_store_readers_print_one_line(corrupt_store: Path, args: list[st
         tracklab.list_runs()
 
 
+def test_one_corrupt_shard_leaves_the_other_nodes_readable(store_dir: Path) -> None:
+    for node in ("good", "bad"):
+        res = run_tracklab("run", "-q", "--node-id", node, "--run-id", f"run-{node}", "--",
+                           sys.executable, "-c", "pass")
+        assert res.returncode == 0, res.stderr
+    bad = store_dir / "node-bad.db"
+    for extra in store_dir.glob("node-bad.db-*"):
+        extra.unlink()
+    bad.write_bytes(b"this is not an SQLite database" * 100)
+    for args in (["ls"], ["show", "run-good"], ["export", "run-good", "--what", "samples"]):
+        res = run_tracklab(*args)
+        assert res.returncode == 0, (args, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "node-bad.db" in lines[0] and "left out" in lines[0], lines
+        assert "Traceback" not in res.stderr
+    assert "run-good" in run_tracklab("ls").stdout
+
+
 def test_corrupt_store_sdk_warns_once_and_never_raises(corrupt_store: Path) -> None:
     with pytest.warns(TracklabWarning, match="records nothing") as record:
         run = tracklab.init()
