@@ -70,12 +70,13 @@ def _open_shards(store_dir: str) -> list[Shard]:
             shards.append(shard)
     if bad and not shards:
         raise bad[0]
-    for exc in bad:
+    for unreadable in bad:
         import warnings
 
         from .errors import TracklabWarning
 
-        warnings.warn(f"tracklab: {exc}; its runs are left out", TracklabWarning, stacklevel=3)
+        warnings.warn(f"tracklab: {unreadable}; its runs are left out", TracklabWarning,
+                      stacklevel=3)
     return shards
 
 

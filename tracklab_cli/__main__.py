@@ -4,6 +4,7 @@ wrapper starts in a fraction of the time; everything else (and ``run --help``) g
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,11 +19,17 @@ def main(argv: list[str] | None = None) -> None:
 
     from tracklab.errors import TracklabWarning
 
-    # the library's warnings to a user of the command line: one line each, without a source line
     show = warnings.showwarning
-    warnings.showwarning = lambda message, category, *rest: (
-        sys.stderr.write(f"{message}\n") if issubclass(category, TracklabWarning)
-        else show(message, category, *rest))
+
+    def one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+        """The library's warnings to a user of the command line: one line, no source line."""
+        if issubclass(category, TracklabWarning):
+            sys.stderr.write(f"{message}\n")
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
     from .app import app
 
     app(args=args, prog_name="tracklab")
