@@ -199,7 +199,7 @@ class RunSystemMonitor:
         """
         from .context import system_info
 
-        info = system_info(self.channel.target.dir, gpus=self.collectors.gpu().info())
+        info = system_info(self.channel.target.dir, self.collectors)
         info["node_id"] = self.node_id
         return info
 
