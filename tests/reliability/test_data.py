@@ -294,8 +294,9 @@ print(json.dumps([took, count, info, system["gpu_count"], system["cpu_count"]]))
                          env=env_with(TRACKLAB_NVML_MODULE="tests.fakes", TRACKLAB_FAKE_NVML="hang"))
     assert res.returncode == 0, res.stderr
     took, count, info, system_gpus, cpus = json.loads(res.stdout)
-    assert took < 2 * 2 + 3  # 2 s for the channel's collectors, 2 s for the monitor's
+    assert took < 2 + 3  # one hung reading's 2 s, then GPU metrics are off: no more waits
     assert (count, info, system_gpus, cpus) == (0, [], None, os.cpu_count())
+    assert res.stderr.count("tracklab: warning: NVML did not answer") == 1
 
 
 @pytest.mark.parametrize("how", ["wrapper", "sdk"])
@@ -318,3 +319,26 @@ def test_a_hung_nvml_costs_the_machine_description_its_gpus_only(tmp_path: Path,
     assert (system["gpu_count"], system["gpus"]) == (None, [])  # unknown, not "no GPU"
     if how == "sdk":
         assert info["context"]["python"]
+
+
+def test_a_hung_nvml_is_waited_for_and_reported_once_per_process(tmp_path: Path) -> None:
+    """Each monitor had its own collectors: the background monitor, log_all_metrics() and each
+    monitor_hardware() block waited 2 s on the same stuck driver and warned again, after the
+    first warning had said GPU metrics were off for the rest of the run."""
+    cmd = python_child(tmp_path, """
+import time, tracklab
+run = tracklab.init(system_monitor=True)
+hw = tracklab.monitor_hardware(run.id)
+time.sleep(3)  # the monitor's first reading has hung meanwhile
+t0 = time.monotonic()
+hw.log_all_metrics()
+with hw.monitor_hardware(log_interval=0.2):
+    time.sleep(0.5)
+print(round(time.monotonic() - t0, 2))
+run.finish()
+""")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                         env=env_with(TRACKLAB_NVML_MODULE="tests.fakes", TRACKLAB_FAKE_NVML="hang"))
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout) < 1.5  # the block's 0.5 s: no reading waits on the driver again
+    assert res.stderr.count("NVML did not answer") == 1
