@@ -128,6 +128,16 @@ def test_worker_oom_kill_positive() -> None:
     assert "from 2 to 3" in f["evidence"]
 
 
+def test_worker_oom_kill_of_a_run_that_then_failed_does_not_say_it_went_on() -> None:
+    # `bash -c 'python train.py; exit $?'`: the OOM-killed python is bash's, which exits 137
+    samples = series(lambda i: snap(i, container=container(70.0, oom=2 if i < 20 else 3)))
+    f = only(diagnose({**info("failed"), "exit_code": 137}, None, samples), "oom-kill")
+    assert "went on" not in f["message"]
+    assert f["message"].endswith("OOM-killed during the run, and the run ended failed (exit 137)")
+    f = only(diagnose(info(), None, samples), "oom-kill")
+    assert f["message"].endswith("OOM-killed during the run, which went on")
+
+
 def test_worker_oom_kill_negative() -> None:
     # kills from before the run (the counter lives as long as the cgroup) are not the run's
     samples = series(lambda i: snap(i, container=container(70.0, oom=2)))

@@ -439,3 +439,15 @@ def test_real_nvml() -> None:
         assert all(i["cudaVersion"] is None or i["cudaVersion"].count(".") == 1 for i in info)
     finally:
         c.close()
+
+
+def test_a_gpu_lost_under_the_wrapper_is_one_tracklab_warning(tmp_path: Path) -> None:
+    """Beside the training script's own output, the line must say it is tracklab's."""
+    env = {**os.environ, "TRACKLAB_NVML_MODULE": "tests.fakes", "TRACKLAB_FAKE_NVML": "gpu_lost"}
+    res = subprocess.run([sys.executable, "-m", "tracklab_cli", "run", "-q", "--interval", "0.2",
+                          "--", sys.executable, "-c", "import time; time.sleep(1.5)"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [
+        "tracklab: warning: GPU 1 (GPU-a0a0a0a1-fa6e-4b1d-9c2e-000000000001) is lost: NVML "
+        "reports GPU_IS_LOST (often Xid 79, fallen off the bus); its readings are null from now on"]

@@ -636,3 +636,20 @@ def test_periodic_samples_count_at_once_and_their_statistics_are_whole_at_close(
     assert view.system_summary()["cpu.overall"] == {"min": 0.0, "max": 19.0, "mean": 9.5,
                                                     "last": 19.0, "count": 20}
     view.close()
+
+
+def test_a_monitor_started_again_after_cleanup_reads_gpus_and_is_stopped_at_exit(
+        two_gpus: None) -> None:
+    """The document's MyTrainingLoop keeps its monitor; cleanup() then start() again sampled
+    with the collectors cleanup had closed (no GPUs), in a monitor no exit would stop."""
+    mon = tracklab.get_run_system_monitor("r", collect_interval=0.2)
+    mon.start()
+    mon.stop()
+    tracklab.cleanup_run_monitor("r")
+    mon.start()
+    assert wait_for(lambda: mon.sampler.count >= 2)
+    assert len(mon.get_current_metrics()["accelerators"]) == 2
+    assert mon.get_system_info()["gpu_count"] == 2
+    monitoring._at_exit()
+    assert not mon.running
+    assert [len(s["accelerators"]) for s in stored("r")] == [2] * len(stored("r"))

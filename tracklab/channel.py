@@ -201,10 +201,11 @@ class RunChannel:
                 snap[f] = copy.deepcopy(self._cache[f][1])
             return snap
 
-    def gpu(self) -> Any:
-        """The on-demand GPU collector (``count()``, ``info()``)."""
+    def gpu_info(self) -> list[dict[str, Any]] | None:
+        """The GPUs' static facts, given GPU_DEADLINE_S: ``None`` when NVML did not answer."""
         with self._lock:
-            return self._ensure_collectors().gpu()
+            collectors = self._ensure_collectors()
+        return collectors.gpu_info()
 
     def _ensure_collectors(self) -> SystemCollectors:
         if self._collectors is None:

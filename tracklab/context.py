@@ -11,22 +11,30 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
-def system_info(store_dir: str = ".", gpus: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Static facts about this machine: platform, CPU, memory (bytes), Python, GPUs, drivers."""
+def system_info(store_dir: str = ".", collectors: Any = None) -> dict[str, Any]:
+    """Static facts about this machine: platform, CPU, memory (bytes), Python, GPUs, drivers.
+
+    The GPUs are read through ``collectors`` (a :class:`~tracklab.collectors.SystemCollectors`),
+    else through collectors of its own, given GPU_DEADLINE_S: when NVML does not answer in
+    time, ``gpu_count`` is ``None`` and the GPU lists are empty; the rest is recorded anyway.
+    """
     import platform
 
     import psutil
 
+    from .collectors import SystemCollectors
     from .collectors.cpu import cpu_model
 
-    if gpus is None:
-        from .collectors.gpu import GpuCollector
-
-        g = GpuCollector()
-        try:
-            gpus = g.info()
-        finally:
-            g.close()
+    own = collectors is None
+    if own:
+        collectors = SystemCollectors("", disk_path=store_dir, families=("accelerators",),
+                                      guard_gpu=False)
+    try:
+        found = collectors.gpu_info()
+    finally:
+        if own:
+            collectors.close()
+    gpus: list[dict[str, Any]] = found or []
     driver = next((x.get("driverVersion") for x in gpus if x.get("driverVersion")), None)
     cuda = next((x.get("cudaVersion") for x in gpus if x.get("cudaVersion")), None)
     return {
@@ -39,7 +47,7 @@ def system_info(store_dir: str = ".", gpus: list[dict[str, Any]] | None = None) 
         "memory_total": psutil.virtual_memory().total,
         "python": sys.version.split()[0],
         "python_executable": sys.executable,
-        "gpu_count": len(gpus),
+        "gpu_count": None if found is None else len(gpus),
         "gpu_info": [f"{x.get('name')}" for x in gpus],
         "gpus": gpus,
         "driver_version": driver,

@@ -129,9 +129,13 @@ def _oom_kill(info: dict[str, Any], stats: Stats, samples: Samples) -> list[dict
     if lo is None or hi is None or hi <= lo or info.get("status") == "oom-killed":
         return []
     n = int(hi - lo)
+    status, code = info.get("status"), info.get("exit_code")
+    # "went on" only when it did: a shell whose worker was killed exits 137 itself
+    after = ", which went on" if status in ("finished", "running", None) else \
+        f", and the run ended {status}" + ("" if code is None else f" (exit {code})")
     return [_finding("oom-kill", "warning",
                      f"{n} process{'es' if n > 1 else ''} of the run's cgroup "
-                     f"{'were' if n > 1 else 'was'} OOM-killed during the run, which went on",
+                     f"{'were' if n > 1 else 'was'} OOM-killed during the run{after}",
                      f"the cgroup's OOM-kill counter went from {int(lo)} to {int(hi)}; a killed "
                      "DataLoader worker shows up this way. " + _memory_evidence(info, stats),
                      {"oom_kills": n, **_memory_figures(stats)})]

@@ -145,13 +145,15 @@ class GpuMonitor(_Monitor):
     last_usage: GpuUsage | None = None
 
     def get_gpu_count(self) -> int:
-        """How many GPUs NVML reports (lost ones left out); 0 without a driver."""
-        return int(self._channel.gpu().count())
+        """How many GPUs NVML reports (lost ones left out); 0 without a driver, or when NVML
+        does not answer within 2 s."""
+        return len(self.get_gpu_info())
 
     def get_gpu_info(self) -> list[dict[str, Any]]:
         """Static facts per GPU: ``id``, ``name``, ``uuid``, ``pciBusId``, ``memoryTotal``
-        (bytes), ``driverVersion``, ``cudaVersion``, ``migMode``."""
-        return list(self._channel.gpu().info())
+        (bytes), ``driverVersion``, ``cudaVersion``, ``migMode``; ``[]`` without a driver, or
+        when NVML does not answer within 2 s."""
+        return list(self._channel.gpu_info() or [])
 
     def get_gpu_utilization(self) -> dict[int, float | None]:
         """Utilization per GPU id, in percent (0-100); ``{}`` without a GPU."""

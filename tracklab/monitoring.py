@@ -123,6 +123,8 @@ class RunSystemMonitor:
                                       store=self.target.resolve)
             if self._exporter is not None:
                 self.sampler.sinks.append(self._exporter)
+        with _registry_lock:  # again, after cleanup_run_monitor() forgot it: stopped at exit
+            _monitors.setdefault((self.run_id, self.project), self)
         self.sampler.start()
         log.debug("monitor for run %s started (every %.1f s, node %s)", self.run_id,
                   self.collect_interval, self.node_id)
@@ -199,7 +201,7 @@ class RunSystemMonitor:
         """
         from .context import system_info
 
-        info = system_info(self.channel.target.dir, gpus=self.collectors.gpu().info())
+        info = system_info(self.channel.target.dir, self.collectors)
         info["node_id"] = self.node_id
         return info
 
@@ -211,6 +213,9 @@ class RunSystemMonitor:
                 _env.ENV_RUN_ID) != self.run_id:
             self.channel.store_peaks()
         self.collectors.close()
+        # the closed ones have shut NVML down: a monitor used again reads through new ones
+        self.collectors = self.sampler.collectors = SystemCollectors(
+            self.node_id, disk_path=self.collectors._disk_path)
         if self._exporter is not None:
             self._exporter.close()
             self._exporter = None

@@ -352,7 +352,7 @@ class _Record:
         from .store.codec import dumps_exact
 
         try:
-            info = system_info(self.store_dir, gpus=collectors.gpu().info())
+            info = system_info(self.store_dir, collectors)
             shard = Shard(self.shard_path or "")
             try:
                 shard.update_run(self.num or 0, system=dumps_exact(info))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -271,3 +272,73 @@ def test_a_hung_gpu_reading_costs_the_gpu_metrics_only(tmp_path: Path) -> None:
     assert len(samples) >= 8 and all(s["cpu"]["overall"] is not None for s in samples)
     assert all(s["accelerators"] == [] for s in samples)
     assert samples[-1]["timestamp"] - samples[0]["timestamp"] >= 2500
+
+
+def test_gpu_facts_are_given_2_s_when_nvml_hangs(tmp_path: Path) -> None:
+    """get_gpu_count(), get_gpu_info() and get_system_info() (the document's troubleshooting
+    calls) waited forever on a hung driver, and monitor_gpu_usage() with them."""
+    cmd = python_child(tmp_path, """
+import json, time, tracklab
+run = tracklab.init(project="p")
+gpu = tracklab.monitor_gpu(run.id)
+t0 = time.monotonic()
+count, info = gpu.get_gpu_count(), gpu.get_gpu_info()
+with gpu.monitor_gpu_usage(interval=0.2):
+    pass
+system = tracklab.get_run_system_monitor(run.id).get_system_info()
+took = time.monotonic() - t0
+run.finish()
+print(json.dumps([took, count, info, system["gpu_count"], system["cpu_count"]]))
+""")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                         env=env_with(TRACKLAB_NVML_MODULE="tests.fakes", TRACKLAB_FAKE_NVML="hang"))
+    assert res.returncode == 0, res.stderr
+    took, count, info, system_gpus, cpus = json.loads(res.stdout)
+    assert took < 2 + 3  # one hung reading's 2 s, then GPU metrics are off: no more waits
+    assert (count, info, system_gpus, cpus) == (0, [], None, os.cpu_count())
+    assert res.stderr.count("tracklab: warning: NVML did not answer") == 1
+
+
+@pytest.mark.parametrize("how", ["wrapper", "sdk"])
+def test_a_hung_nvml_costs_the_machine_description_its_gpus_only(tmp_path: Path,
+                                                                  how: str) -> None:
+    """The run's ``system`` record (platform, CPUs, memory) and code context were lost whole
+    when NVML hung, since describing the machine waited on the GPUs forever."""
+    env = env_with(TRACKLAB_NVML_MODULE="tests.fakes", TRACKLAB_FAKE_NVML="hang")
+    if how == "wrapper":
+        res = run_tracklab("run", "-q", "--interval", "0.5", "--", sys.executable, "-c",
+                           "import time; time.sleep(4)", env=env)
+    else:
+        cmd = python_child(tmp_path, "import time, tracklab\n"
+                                     "run = tracklab.init()\ntime.sleep(4)\nrun.finish()\n")
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr
+    info = tracklab.open_run("latest").info
+    system = info["system"]
+    assert system["cpu_count"] == os.cpu_count() and system["memory_total"] > 0
+    assert (system["gpu_count"], system["gpus"]) == (None, [])  # unknown, not "no GPU"
+    if how == "sdk":
+        assert info["context"]["python"]
+
+
+def test_a_hung_nvml_is_waited_for_and_reported_once_per_process(tmp_path: Path) -> None:
+    """Each monitor had its own collectors: the background monitor, log_all_metrics() and each
+    monitor_hardware() block waited 2 s on the same stuck driver and warned again, after the
+    first warning had said GPU metrics were off for the rest of the run."""
+    cmd = python_child(tmp_path, """
+import time, tracklab
+run = tracklab.init(system_monitor=True)
+hw = tracklab.monitor_hardware(run.id)
+time.sleep(3)  # the monitor's first reading has hung meanwhile
+t0 = time.monotonic()
+hw.log_all_metrics()
+with hw.monitor_hardware(log_interval=0.2):
+    time.sleep(0.5)
+print(round(time.monotonic() - t0, 2))
+run.finish()
+""")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                         env=env_with(TRACKLAB_NVML_MODULE="tests.fakes", TRACKLAB_FAKE_NVML="hang"))
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout) < 1.5  # the block's 0.5 s: no reading waits on the driver again
+    assert res.stderr.count("NVML did not answer") == 1

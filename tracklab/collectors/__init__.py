@@ -19,6 +19,10 @@ GPU_DEADLINE_S = 2.0  # an NVML call that takes longer is treated as hung (GPU o
 # tracklab's own short-lived subprocesses (git, a package probe; see context._helper): never part
 # of a measured process tree, though the SDK measures the tree of the process that starts them
 HELPER_PIDS: set[int] = set()
+# A hung NVML call is the driver's, not one collector's: once any reading here has hung, every
+# collector of the process leaves the GPUs out at once, and the warning is given once.
+_nvml_hung = threading.Event()
+_hung_lock = threading.Lock()
 
 
 class SystemCollectors:
@@ -124,7 +128,7 @@ class SystemCollectors:
     def _accelerators(self, tree_pids: set[int] | None) -> list[dict[str, Any]]:
         """GPU readings, given at most GPU_DEADLINE_S: a hung driver costs one late sample and
         then the GPU section stays empty, instead of freezing every other metric."""
-        if self._gpu_hung:
+        if self._gpu_hung or _nvml_hung.is_set():
             return []
         gpu = self._collector("accelerators")
         if self._nvml is None and not _nvml_possible():
@@ -143,6 +147,25 @@ class SystemCollectors:
         self._declare_hung()
         return []
 
+    def gpu_info(self) -> list[dict[str, Any]] | None:
+        """The GPUs' static facts (:meth:`GpuCollector.info`), given GPU_DEADLINE_S like a
+        reading: ``None`` when NVML did not answer in time, or had hung before."""
+        if self._gpu_hung or _nvml_hung.is_set():
+            return None
+        gpu = self._collector("accelerators")
+        if self._nvml is None and not _nvml_possible():
+            return gpu.info()  # type: ignore[no-any-return]  # no driver: instant
+        if not self._guard_gpu:
+            # the sampling thread's watch (gpu_hung) reports a hang; this caller only stops waiting
+            return gpu_info_within(gpu, GPU_DEADLINE_S)
+        if self._gpu_guard is None:
+            self._gpu_guard = _Deadline("tracklab-nvml")
+        ok, value = self._gpu_guard.call(gpu.info, GPU_DEADLINE_S)
+        if ok:
+            return value  # type: ignore[no-any-return]
+        self._declare_hung()
+        return None
+
     def gpu_hung(self) -> bool:
         """For unguarded readings (``guard_gpu=False``): True, once, when a GPU reading has been
         in NVML for longer than GPU_DEADLINE_S. GPU readings are then off for good, and the
@@ -155,8 +178,12 @@ class SystemCollectors:
 
     def _declare_hung(self) -> None:
         self._gpu_hung = True
-        log.warning("tracklab: warning: NVML did not answer within %.0f s; GPU metrics are off for the rest of "
-                    "this run", GPU_DEADLINE_S)
+        with _hung_lock:
+            first = not _nvml_hung.is_set()
+            _nvml_hung.set()
+        if first:
+            log.warning("tracklab: warning: NVML did not answer within %.0f s; GPU metrics are "
+                        "off for the rest of this run", GPU_DEADLINE_S)
 
     def close(self) -> None:
         if self._gpu_hung:
@@ -174,6 +201,28 @@ def _nvml_possible() -> bool:
     from ._nvml import ENV_MODULE, driver_present
 
     return bool(os.environ.get(ENV_MODULE)) or driver_present()
+
+
+def gpu_info_within(gpu: Any, timeout: float) -> list[dict[str, Any]] | None:
+    """``gpu.info()`` on a helper thread, waited for at most ``timeout`` s: ``None`` when NVML
+    did not answer in time (the thread stays behind in the driver; it is a daemon)."""
+    box: list[Any] = []
+
+    def call() -> None:
+        try:
+            box.append((True, gpu.info()))
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller, who re-raises
+            box.append((False, exc))
+
+    worker = threading.Thread(target=call, name="tracklab-nvml-info", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not box:
+        return None
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 class _Deadline:

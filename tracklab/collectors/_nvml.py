@@ -134,7 +134,8 @@ class Nvml:
             if isinstance(e, _errors(lib, _ABSENT)):
                 log.debug("NVML unavailable (%s); GPU metrics are off", e)
             else:  # a driver is there but NVML refuses (version mismatch, permissions)
-                log.warning("NVML failed to initialise (%s: %s); GPU metrics are off",
+                log.warning("tracklab: warning: NVML failed to initialise (%s: %s); GPU metrics "
+                            "are off",
                             type(e).__name__, e)
             return None
         return cls(lib)

@@ -180,8 +180,9 @@ class GpuCollector:
 
     def _lose(self, gpu: _Gpu) -> None:
         gpu.lost = True
-        log.warning("GPU %d (%s) is lost: NVML reports GPU_IS_LOST (often Xid 79, fallen off the "
-                    "bus); its readings are null from now on", gpu.index, gpu.uuid or "unknown uuid")
+        log.warning("tracklab: warning: GPU %d (%s) is lost: NVML reports GPU_IS_LOST (often Xid "
+                    "79, fallen off the bus); its readings are null from now on", gpu.index,
+                    gpu.uuid or "unknown uuid")
 
 
 def _lost_entry(gpu: _Gpu) -> dict[str, Any]:
