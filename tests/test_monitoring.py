@@ -92,8 +92,9 @@ def test_the_monitor_of_an_init_run_is_found_by_run_id_alone() -> None:
 def test_bad_arguments_are_clear_errors() -> None:
     with pytest.raises(TypeError, match="run_id"):
         tracklab.get_run_system_monitor(None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="interval"):
-        tracklab.get_run_system_monitor("r", collect_interval=0)
+    for bad in (0, -1, "5", True, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="collect_interval must be a positive number"):
+            tracklab.get_run_system_monitor("r", collect_interval=bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"callable|function"):
         mon = tracklab.get_run_system_monitor("r2")
         mon.add_callback("not a function")  # type: ignore[arg-type]
@@ -222,6 +223,9 @@ def test_a_custom_metric_that_is_not_a_number_is_dropped_with_a_warning() -> Non
     mon = tracklab.get_run_system_monitor("r")
     with pytest.warns(TracklabWarning, match="not a number"):
         mon.log_custom_metric("custom.label", "hot")  # type: ignore[arg-type]
+    for name in (5, "custom.", ""):  # the name is what is wrong: the warning says so
+        with pytest.warns(TracklabWarning, match="has no name"):
+            mon.log_custom_metric(name, 1.0)  # type: ignore[arg-type]
     assert tracklab.list_runs() == []
 
 
@@ -509,9 +513,10 @@ def test_monitor_hardware_propagates_the_exception_unchanged() -> None:
 
 
 def test_monitor_hardware_rejects_a_bad_interval() -> None:
-    with pytest.raises(ValueError, match="interval"), \
-            tracklab.monitor_hardware("r").monitor_hardware(log_interval=0):
-        pass
+    for bad in (0, "5", float("inf")):
+        with pytest.raises(ValueError, match="log_interval must be a positive number"), \
+                tracklab.monitor_hardware("r").monitor_hardware(log_interval=bad):  # type: ignore[arg-type]
+            pass
 
 
 # -- integrate_with_run --------------------------------------------------------------------------

@@ -182,8 +182,9 @@ class GpuMonitor(_Monitor):
         """
         if gpu_id is not None and (isinstance(gpu_id, bool) or not isinstance(gpu_id, int)):
             raise ValueError(f"gpu_id must be a GPU index (an int) or None, not {gpu_id!r}")
-        if not interval > 0:
-            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        from .sampler import seconds
+
+        seconds(interval)
         ids = [g["id"] for g in self.get_gpu_info()]
         if gpu_id is not None and ids and gpu_id not in ids:
             raise ValueError(f"no GPU {gpu_id} on this machine: its GPUs are "
@@ -248,6 +249,9 @@ class HardwareMonitor(CpuMonitor, MemoryMonitor, GpuMonitor):
         Raises:
             ValueError: ``log_interval`` is not a positive number of seconds.
         """
+        from .sampler import seconds
+
+        seconds(log_interval, "log_interval")
         span = Span(start=time.time())
         try:
             with _background(self._channel, None, log_interval, [_counter(span)]):

@@ -55,7 +55,9 @@ class RunSystemMonitor:
                  _run: Any = None) -> None:
         self.run_id = run_id_of(run_id)
         self.project = project
-        self.collect_interval = float(collect_interval)
+        from .sampler import seconds
+
+        self.collect_interval = seconds(collect_interval, "collect_interval")
         self._node_arg = node_id
         self._run = _run
         chan = self.channel
@@ -168,13 +170,15 @@ class RunSystemMonitor:
         from ._values import PLAIN, to_number
 
         num = value if type(value) in PLAIN else to_number(value)
-        if num is None or not isinstance(name, str) or not name.strip("."):
+        key = name[len("custom."):] if isinstance(name, str) and name.startswith("custom.") \
+            else name
+        if num is None or not isinstance(key, str) or not key.strip("."):
             from .errors import TracklabWarning
 
-            warnings.warn(f"tracklab: warning: custom metric {name!r} = {value!r} is not a number; "
+            wrong = "is not a number" if num is None else "has no name (a non-empty string)"
+            warnings.warn(f"tracklab: warning: custom metric {name!r} = {value!r} {wrong}; "
                           "dropped", TracklabWarning, stacklevel=2)
             return
-        key = name[len("custom."):] if name.startswith("custom.") else name
         self.custom[key] = num
         self.channel.record({"nodeId": self.node_id, "timestamp": int(time.time() * 1000),
                              "custom": {key: num}})

@@ -19,13 +19,20 @@ log = logging.getLogger("tracklab.sampler")
 Sink = Callable[[dict[str, Any]], None]
 
 
+def seconds(value: Any, what: str = "interval") -> float:
+    """``value`` as a sampling interval; ValueError unless it is a finite positive number
+    (a string such as "5", a bool or an infinity is refused, not half-taken)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0 < value < float("inf"):
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
 class Sampler:
     def __init__(self, collectors: SystemCollectors, interval: float,
                  sinks: list[Sink] | None = None, name: str = "tracklab-sampler") -> None:
-        if not interval > 0:
-            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
         self.collectors = collectors
-        self.interval = float(interval)
+        self.interval = seconds(interval)
         self.sinks: list[Sink] = list(sinks or [])
         self.latest: dict[str, Any] | None = None
         self.count = 0
