@@ -110,7 +110,13 @@ def test_gpu_lost_positive() -> None:
     samples = series(lambda i: snap(i, [gpu(0), gpu(1) if i < 30 else lost(1)]))
     f = only(diagnose(info(), None, samples), "gpu-lost")
     assert f["severity"] == "error" and f["message"] == "GPU 1 was lost during the run"
-    assert f["figures"]["seconds_into_run"] == 30.0 and "0:00:30" in f["evidence"]
+    assert f["figures"]["seconds_into_run"] == 30.0 and "by 30.0 s into" in f["evidence"]
+
+
+def test_gpu_lost_late_reads_as_a_clock() -> None:
+    samples = series(lambda i: snap(i, [gpu(0) if i < 90 else lost(0)]), n=100)
+    f = only(diagnose(info(), None, samples), "gpu-lost")
+    assert "by 0:01:30 into" in f["evidence"]
 
 
 def test_gpu_lost_negative() -> None:

@@ -415,5 +415,8 @@ def _size(v: Any) -> str:
 
 
 def _clock(seconds: float) -> str:
+    """``1:02:03``; under a minute as seconds (``0.9 s``), which the clock would show as 0."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
     s = int(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
