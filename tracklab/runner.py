@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from . import _env
 from .errors import StoreError
+from .verdict import oom_kills, verdict, verdict_to_keep
 
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
 _SI_KERNEL = 0x80  # si_code of a signal the terminal driver sent (Ctrl-C goes to the whole group)
@@ -120,7 +121,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
                                  opts.save_diff)
         if on_start:
             on_start(run_id, record.shard_path)
-        oom_before = _oom_kills(child.pid)
+        oom_before = oom_kills(child.pid)
         sampler = record.start_sampler(child.pid, opts.interval)
         killed, requested, _seen = _supervise(child, opts.kill_after,
                                               lambda: watch_sampler(sampler))
@@ -132,34 +133,11 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
         context.join(timeout=2.0)
     if sampler is not None:
         sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
-    status, exit_code, sig = _verdict(rc, killed, requested, oom_before)
+    status, exit_code, sig = verdict(rc, killed, requested, oom_before)
     peaks = record.finish(status, exit_code, sig, started, record.peaks(opts.carbon_intensity),
                           console)
     return RunResult(run_id, status, exit_code, sig, time.time() - started,
                      record.shard_path, peaks, record.sample_count())
-
-
-def _verdict(rc: int, killed: bool, requested: str | None,
-             oom_before: int | None) -> tuple[str, int, int | None]:
-    if rc < 0:
-        sig = -rc
-        code = 128 + sig
-        if killed:
-            return "killed", code, sig
-        if sig == signal.SIGKILL:
-            after = _oom_kills("self")
-            oom = oom_before is not None and after is not None and after > oom_before
-            return ("oom-killed" if oom else "killed"), code, sig
-        if sig == signal.SIGINT:
-            return "interrupted", code, sig
-        if sig in (signal.SIGTERM, signal.SIGHUP):
-            return "terminated", code, sig
-        return "failed", code, sig
-    if killed:
-        return "killed", rc, None
-    if requested:
-        return requested, rc, None
-    return ("finished" if rc == 0 else "failed"), rc, None
 
 
 def watch_sampler(sampler: Any) -> None:
@@ -251,17 +229,6 @@ def _child_setup(parent: int) -> Callable[[], None]:
                 os._exit(137)
 
     return setup
-
-
-def _oom_kills(pid: int | str) -> int | None:
-    try:
-        from .collectors.cgroup import read_limits
-    except ImportError:
-        return None
-    try:
-        return read_limits(pid).get("oomKills")
-    except OSError:
-        return None
 
 
 class _Record:
@@ -386,7 +353,7 @@ class _Record:
                 from .context import merge_summary
 
                 merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
-                              fields_from=lambda row: _verdict_to_keep(
+                              fields_from=lambda row: verdict_to_keep(
                                   row, started, status, exit_code, sig),
                               ended_at=time.time())
             finally:
@@ -398,21 +365,6 @@ class _Record:
         if self.exporter is not None:  # issue 9
             self.exporter.close()
         return peaks
-
-
-def _verdict_to_keep(row: dict[str, Any], started: float, status: str, exit_code: int,
-                     sig: int | None) -> dict[str, Any]:
-    """The run's status fields to write at this wrapper's end: its own verdict, unless another
-    wrapper of the same run on this node (``srun`` with several tasks per node) already ended
-    it worse during this one's life: a failed task is not hidden by one that finished later."""
-    from .runs import STATUS_ORDER
-
-    theirs = row.get("status")
-    if theirs in STATUS_ORDER and status in STATUS_ORDER and theirs != "running" and \
-            (row.get("ended_at") or 0) >= started and \
-            STATUS_ORDER.index(theirs) < STATUS_ORDER.index(status):
-        return {}
-    return {"status": status, "exit_code": exit_code, "signal": sig}
 
 
 def _stem(command: list[str]) -> str:

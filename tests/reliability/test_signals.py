@@ -178,12 +178,12 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_oom_kill_counter_turns_killed_into_oom_killed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tracklab import runner
+    from tracklab import verdict
 
-    monkeypatch.setattr(runner, "_oom_kills", lambda pid: 4)
-    assert runner._verdict(-signal.SIGKILL, False, None, oom_before=3)[0] == "oom-killed"
-    assert runner._verdict(-signal.SIGKILL, False, None, oom_before=4)[0] == "killed"
-    assert runner._verdict(-signal.SIGKILL, False, None, oom_before=None)[0] == "killed"
+    monkeypatch.setattr(verdict, "oom_kills", lambda pid: 4)  # the cgroup's counter, read now
+    assert verdict.verdict(-signal.SIGKILL, False, None, oom_before=3)[0] == "oom-killed"
+    assert verdict.verdict(-signal.SIGKILL, False, None, oom_before=4)[0] == "killed"
+    assert verdict.verdict(-signal.SIGKILL, False, None, oom_before=None)[0] == "killed"
 
 
 def test_wrapper_exit_status_is_recorded_even_for_signal_deaths(tmp_path: Path) -> None:
