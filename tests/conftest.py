@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,15 @@ def _finish_sdk_state():
 @pytest.fixture
 def store_dir(isolated_env: Path) -> Path:
     return isolated_env
+
+
+def wait_until(cond: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll ``cond`` until it is true; fail the test, naming ``what``, after ``timeout`` s (the
+    machine is shared: never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def run_tracklab(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess[str]:

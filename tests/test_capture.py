@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import TRACKLAB, run_tracklab, write_script
+from tests.conftest import TRACKLAB, run_tracklab, wait_until, write_script
 from tracklab.console_store import MAX_LINE, final_segment, tidy
 
 
@@ -382,9 +382,8 @@ def test_no_capture_leaves_the_streams_to_the_child(tmp_path: Path) -> None:
     live = subprocess.Popen([*TRACKLAB, "run", "-q", "--no-capture", "--run-id", "live", "--",
                              sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        deadline = time.monotonic() + 30
-        while run_tracklab("ls").stdout.count("live") == 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: any(r["id"] == "live" for r in tracklab.list_runs()),
+                   "the live run to be recorded")
         logs = run_tracklab("logs", "live", "--follow", timeout=20)
         assert logs.returncode == 0 and "output was not captured" in logs.stderr
     finally:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import tracklab
-from tests.conftest import TRACKLAB, run_tracklab, write_script
+from tests.conftest import TRACKLAB, run_tracklab, wait_until, write_script
 
 RANKS_CHILD = r'''
 import os, subprocess, sys, time
@@ -309,10 +309,8 @@ def test_wrappers_sharing_a_node_keep_the_worst_verdict_and_a_reused_id_runs_aga
     slow = subprocess.Popen([*TRACKLAB, *common, sys.executable, "-c",
                              "import time; time.sleep(3)"])
     try:
-        deadline = time.monotonic() + 30
-        while not any(r["id"] == "shared" for r in tracklab.list_runs()):
-            assert time.monotonic() < deadline, "the first wrapper never recorded its run"
-            time.sleep(0.1)
+        wait_until(lambda: any(r["id"] == "shared" for r in tracklab.list_runs()),
+                   "the first wrapper to record its run")
         fast = run_tracklab(*common, sys.executable, "-c", "import sys; sys.exit(3)")
         assert fast.returncode == 3, fast.stderr
         assert slow.wait(timeout=60) == 0
@@ -325,10 +323,8 @@ def test_wrappers_sharing_a_node_keep_the_worst_verdict_and_a_reused_id_runs_aga
     again = subprocess.Popen([*TRACKLAB, *common, sys.executable, "-c",
                               "import time; time.sleep(3)"])
     try:
-        deadline = time.monotonic() + 30
-        while tracklab.open_run("shared").info["status"] != "running":
-            assert time.monotonic() < deadline, "the reused run id never read as running"
-            time.sleep(0.1)
+        wait_until(lambda: tracklab.open_run("shared").info["status"] == "running",
+                   "the reused run id to read as running")
         assert again.wait(timeout=60) == 0
     finally:
         again.kill()

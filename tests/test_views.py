@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tracklab
-from tests.conftest import ROOT, TRACKLAB, run_tracklab, write_script
+from tests.conftest import ROOT, TRACKLAB, run_tracklab, wait_until, write_script
 from tracklab import report, views
 from tracklab.export import EXPORT_FIELDS
 from tracklab.store import series
@@ -307,13 +307,6 @@ tracklab.finish()
 """
 
 
-def _wait(cond: Any, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _has_open(pid: int, store: Path) -> bool:
     import psutil
 
@@ -335,13 +328,13 @@ def test_watch_follows_a_live_run_stops_on_ctrl_c_and_on_the_runs_end(
         def running() -> list[dict[str, Any]]:
             return [r for r in tracklab.list_runs() if r["status"] == "running"]
 
-        _wait(lambda: running() and tracklab.open_run(running()[0]["id"]).sample_count() > 1,
-              what="the run to start sampling")
+        wait_until(lambda: running() and tracklab.open_run(running()[0]["id"]).sample_count() > 1,
+                   "the run to start sampling")
         run_id = running()[0]["id"]
         # 1. Ctrl-C: a clean message, exit 0, and the run goes on
         watcher = subprocess.Popen([*TRACKLAB, "watch", "-n", "0.2"], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-        _wait(lambda: _has_open(watcher.pid, store_dir), what="watch to open the store")
+        wait_until(lambda: _has_open(watcher.pid, store_dir), "watch to open the store")
         time.sleep(0.5)  # a few refreshes
         watcher.send_signal(signal.SIGINT)
         out, err = watcher.communicate(timeout=60)
@@ -352,7 +345,7 @@ def test_watch_follows_a_live_run_stops_on_ctrl_c_and_on_the_runs_end(
         # 2. the run ends: watch shows the last frame, says so, exits 0
         watcher = subprocess.Popen([*TRACKLAB, "watch", run_id, "-n", "0.2"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _wait(lambda: _has_open(watcher.pid, store_dir), what="watch to open the store")
+        wait_until(lambda: _has_open(watcher.pid, store_dir), "watch to open the store")
         flag.write_text("")
         out, err = watcher.communicate(timeout=60)
         assert watcher.returncode == 0, err
