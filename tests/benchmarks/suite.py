@@ -22,6 +22,7 @@ from . import (
     bench_capture,
     bench_compare,
     bench_concurrency,
+    bench_light,
     bench_log,
     bench_memory,
     bench_nodes,
@@ -43,6 +44,7 @@ BENCHES: dict[str, Callable[[Ctx], list[Row]]] = {
     "compare": bench_compare.bench,    # figure 10
     "capture": bench_capture.bench,    # issue 8: console capture's cost to the child
     "nodes": bench_nodes.bench,        # issue 9: show of a 16-node run
+    "light": bench_light.bench,        # fixed costs against psrecord
 }
 OPT_IN = {"soak"}
 
@@ -195,6 +197,7 @@ def profile(spec: tuple[Any, ...], ctx: Ctx) -> str:
         _, argv, extra, store = spec
         out = ctx.tmp / f"cmd-{time.monotonic_ns()}.prof"
         argv = _fill(list(argv), ctx)
+        store = _fill(store, ctx)
         subprocess.run([PY, "-m", "cProfile", "-o", str(out), *argv], cwd=ROOT,
                        env=env(store, **(extra or {})), capture_output=True, timeout=600)
         buf = io.StringIO()
