@@ -40,7 +40,7 @@ def _finish_sdk_state():
 
     for run in list(sdk._live):
         run.finish()
-    sdk._current = sdk._last = None
+    sdk._cur.run = sdk._last = None
     sdk._exception.clear()
     if "tracklab.monitoring" in sys.modules:
         sys.modules["tracklab.monitoring"]._at_exit()

@@ -31,7 +31,7 @@ from tracklab import report, views
 from tracklab.export import EXPORT_FIELDS
 from tracklab.store import series
 from tracklab_cli.app import app
-from tracklab_cli.render_views import sparkline
+from tracklab_cli.text import sparkline
 
 CHILD = """
 import math, sys, time, tracklab

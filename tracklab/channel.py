@@ -267,9 +267,9 @@ def channel_for(run_id: str, project: str | None = None, node_id: str | None = N
 
 def sdk_run(run_id: str) -> Any:
     """The current :func:`tracklab.init` run when its id is ``run_id``, else ``None``."""
-    from .sdk import current_run
+    from . import current
 
-    cur = current_run()
+    cur = current.run
     return cur if cur is not None and cur.id == run_id else None
 
 

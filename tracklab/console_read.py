@@ -54,7 +54,7 @@ def follow_console(view: Any, stream: str | None = None, tail: int | None = None
                    poll: float = 0.2) -> Iterator[list[dict[str, Any]]]:
     """Yield batches of lines: the stored ones (or the last ``tail``), then new ones while the
     run is live, every ``poll`` seconds. Ends after the run has ended and its last lines."""
-    from .runs import resolve_status
+    from .liveness import resolve_status
 
     after: dict[int, int] = {}
     first = console_lines(view, stream, tail, after)

@@ -77,7 +77,7 @@ def _helper(argv: list[str], **popen: Any) -> tuple[int, bytes]:
     """
     import subprocess
 
-    from .collectors import HELPER_PIDS
+    from .collectors._tree import HELPER_PIDS
 
     with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, **popen) as p:

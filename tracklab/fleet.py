@@ -25,7 +25,7 @@ import os
 import time
 from typing import Any
 
-# (key, label, unit) of the figures summarized over nodes; units as in summary.SYSTEM_ROWS,
+# (key, label, unit) of the figures summarized over nodes; units as in figures.SYSTEM_ROWS,
 # plus "s" for durations.
 FLEET_FIGURES: list[tuple[str, str, str]] = [
     ("duration", "duration", "s"),
@@ -133,7 +133,7 @@ def fleet_summary(view: Any) -> dict[str, Any] | None:
 def _node_row(shard: Any, row: dict[str, Any], offset: float) -> dict[str, Any]:
     import json
 
-    from .runs import resolve_status
+    from .liveness import resolve_status
 
     status = resolve_status(row)
     start = row["started_at"]

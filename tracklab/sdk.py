@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _env
+from . import current as _cur
 from ._values import FLOATS, PLAIN, STEP_MAX, clean, clean_step, float_record
 from .errors import StoreError, TracklabWarning, UsageError
 from .sdk_store import RunStoreMixin
@@ -43,7 +44,6 @@ SYSINFO_WAIT_S = 1.0  # finish() waits this long for the machine's description (
 _time = time.time
 _sleep = time.sleep
 
-_current: Run | None = None
 _last: Run | None = None  # the current run once it finished: log() then warns, as run.log()
 _live: list[Run] = []
 _lock = threading.Lock()
@@ -191,15 +191,15 @@ class Run(RunStoreMixin):
         A run this process created gets status ``finished`` (``failed`` after an uncaught
         exception or a non-zero ``exit_code``); an attached run's status is the wrapper's to set.
         """
-        global _current, _last
+        global _last
         with _lock:
             if self._closed and self._writer is None:
                 return
             self._closed = True
             if self in _live:
                 _live.remove(self)
-            if _current is self:
-                _current, _last = None, self
+            if _cur.run is self:
+                _cur.run, _last = None, self
         if self._noop:
             return
         if self._monitor is not None:
@@ -269,24 +269,23 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
         tracklab.log({"loss": 0.5})
         run.finish()
     """
-    global _current
     if _env.disabled():
         run: Run = _DisabledRun(project=project, name=name, config=config)
-        _current = run
+        _cur.run = run
         return run
-    if _current is not None:
-        _current.finish()
+    if _cur.run is not None:
+        _cur.run.finish()
     _install_hooks()
     run = Run(project=project, name=name, config=config, system_monitor=system_monitor, dir=dir)
     with _lock:
-        _current = run
+        _cur.run = run
         _live.append(run)
     return run
 
 
 def log(data: Mapping[str, Any], step: int | None = None) -> None:
     """Log metrics to the current run (see :meth:`Run.log`)."""
-    run = _current or _last
+    run = _cur.run or _last
     if run is None:
         if _env.disabled():
             return
@@ -296,13 +295,14 @@ def log(data: Mapping[str, Any], step: int | None = None) -> None:
 
 def finish() -> None:
     """Finish the current run, if any."""
-    run = _current
+    run = _cur.run
     if run is not None:
         run.finish()
 
 
 def current_run() -> Run | None:
-    return _current
+    run: Run | None = _cur.run
+    return run
 
 
 # -- process hooks ---------------------------------------------------------------------------------
@@ -333,7 +333,6 @@ def _at_exit() -> None:
 
 
 def _after_fork() -> None:
-    global _current
     for run in list(_live):
         run._noop = True
         run._closed = True

@@ -107,7 +107,7 @@ class RunStoreMixin:
             self._warn("attach", f"tracklab: run {self.id} (from {_env.ENV_RUN_ID}) is not in "
                        f"{self.dir}; created it and logging there")
             return
-        from .runs import resolve_status
+        from .liveness import resolve_status
 
         status = resolve_status(existing[0])
         if status != "running":

@@ -18,10 +18,10 @@ from fnmatch import fnmatchcase
 from itertools import pairwise
 from typing import Any
 
+from .figures import GPU_ROWS, SYSTEM_ROWS
 from .runs import RunView, open_run
 from .store import Shard, series
 from .store.codec import decode_sample, decode_values, unflatten
-from .summary import GPU_ROWS, SYSTEM_ROWS
 
 # (title, unit, path patterns): the system panels of plot and report, in this order
 SYSTEM_PANELS: list[tuple[str, str, list[str]]] = [

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import app, fail, library_errors
+from .common import fail, library_errors
 
 
 class Stream(str, Enum):
@@ -16,7 +16,6 @@ class Stream(str, Enum):
     stderr = "stderr"
 
 
-@app.command()
 def logs(
     run: Annotated[str, typer.Argument(help="Run id, unique id prefix, name, or 'latest'.")],
     tail: Annotated[int | None, typer.Option("--tail", "-n", min=0,
@@ -76,7 +75,6 @@ def logs(
         view.close()
 
 
-@app.command()
 def tag(
     run: Annotated[str, typer.Argument(help="Run id, unique id prefix, name, or 'latest'.")],
     tags: Annotated[list[str], typer.Argument(help="Tags to add (or remove).")],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import sys
 from typing import Any
 
@@ -14,11 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .fmt import duration, number, size, when
-
-STATUS_STYLE = {
-    "running": "cyan", "finished": "green", "failed": "red", "crashed": "red",
-    "killed": "red", "oom-killed": "red", "interrupted": "yellow", "terminated": "yellow",
-}
+from .text import command_text, spark_width, sparkline, status_text, trend_title
 
 
 def console() -> Console:
@@ -44,19 +39,7 @@ def print_json(data: Any, indent: int | None = 2) -> None:
                                 allow_nan=False) + "\n")
 
 
-def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
-
-
-def command_text(command: Any) -> str:
-    if isinstance(command, list):
-        return shlex.join(str(c) for c in command)
-    return str(command or "-")
-
-
 def show(data: dict[str, Any]) -> None:
-    from .render_views import spark_width, sparkline, trend_title  # imports this module
-
     c = console()
     trend = trend_title(data) if data.get("trend_window") else None
     sw = spark_width(c.width, 70)

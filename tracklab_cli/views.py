@@ -1,7 +1,7 @@
 """Commands that look at runs: watch, plot, report, compare, export, rm.
 
 Each parses, calls :mod:`tracklab.views`, renders (render_views.py) and maps library errors to
-one line on stderr and an exit code, like the commands in app.py.
+one line on stderr and an exit code, like every command (see common.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import app, fail, library_errors
+from .common import fail, library_errors
 
 RunArg = Annotated[str, typer.Argument(help="Run id, unique id prefix, name, or 'latest'.")]
 DirOpt = Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")]
@@ -48,7 +48,6 @@ def _open(ref: str, dir: str | None) -> Any:
     return open_run(ref, dir)
 
 
-@app.command()
 def watch(
     run: Annotated[str | None, typer.Argument(
         help="Run id, prefix, name or 'latest' (default: the newest running run).")] = None,
@@ -123,7 +122,6 @@ def _ended(view: Any) -> None:
                      f"{duration(info['duration'])}\n")
 
 
-@app.command()
 def plot(
     run: RunArg,
     output: Annotated[str, typer.Option("--output", "-o", help="Image file: .png, .svg or .pdf.")],
@@ -179,7 +177,6 @@ def plot(
                          "--metric\n")
 
 
-@app.command()
 def report(
     run: RunArg,
     output: Annotated[str | None, typer.Option(
@@ -211,7 +208,6 @@ def report(
     sys.stderr.write(f"tracklab: wrote {output} ({len(html.encode()) / 1024:.0f} KiB)\n")
 
 
-@app.command()
 def compare(
     runs: Annotated[list[str], typer.Argument(help="Two or more runs.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -244,7 +240,6 @@ def compare(
         render.console().print(render_compare(data))
 
 
-@app.command()
 def export(
     run: RunArg,
     what: Annotated[str, typer.Option("--what", help="metrics (training points) or samples "
@@ -315,7 +310,6 @@ def _to_stdout(rows: Any, fmt: str) -> None:
         raise typer.Exit(1) from None
 
 
-@app.command()
 def rm(
     runs: Annotated[list[str], typer.Argument(help="Runs to delete.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,

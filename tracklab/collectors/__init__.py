@@ -16,9 +16,6 @@ from typing import Any
 log = logging.getLogger("tracklab.collectors")
 
 GPU_DEADLINE_S = 2.0  # an NVML call that takes longer is treated as hung (GPU off the bus)
-# tracklab's own short-lived subprocesses (git, a package probe; see context._helper): never part
-# of a measured process tree, though the SDK measures the tree of the process that starts them
-HELPER_PIDS: set[int] = set()
 # A hung NVML call is the driver's, not one collector's: once any reading here has hung, every
 # collector of the process leaves the GPUs out at once, and the warning is given once.
 _nvml_hung = threading.Event()
