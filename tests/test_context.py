@@ -253,3 +253,41 @@ def test_ls_tag_matches_exactly() -> None:
         assert [r["id"] for r in tracklab.list_runs(tag=tag)] == expect, tag
     res = run_tracklab("ls", "--tag", "ü n", "--json")
     assert [json.loads(line)["id"] for line in res.stdout.splitlines()] == ["umlaut"]
+
+
+def test_every_writer_creates_the_run_row_alike(tmp_path: Path) -> None:
+    """The wrapper, init() and a monitor's first write for an unknown id create their rows
+    through one definition: each has the columns every run has, and its writer's own."""
+    res = run_tracklab("run", "-q", "--run-id", "wrapped", "--", sys.executable, "-c", "pass")
+    assert res.returncode == 0, res.stderr
+    run = tracklab.init(project="p")
+    run.finish()
+    from tracklab.channel import channel_for, close_all
+
+    chan = channel_for("monitored", project="q")
+    assert chan.record(chan.read(("memory",)))
+    close_all()
+    from tracklab import _env, store
+
+    (path,) = store.shard_paths(_env.store_dir())
+    shard = store.Shard(path, readonly=True)
+    try:
+        rows = {r: shard.run_rows("id = ?", (r,))[0] for r in ("wrapped", run.id, "monitored")}
+    finally:
+        shard.close()
+    for row in rows.values():
+        for column in ("id", "name", "project", "status", "started_at", "heartbeat_at",
+                       "command", "cwd", "host", "node", "owner", "pid"):
+            assert row[column] not in (None, ""), column
+        assert row["cwd"] == os.getcwd() and row["node"] == _env.node_id()
+    wrapped, sdk, monitored = rows["wrapped"], rows[run.id], rows["monitored"]
+    assert wrapped["owner"] == "wrapper" and wrapped["interval"] == 5.0 and wrapped["pid_start"]
+    assert sdk["owner"] == "sdk" and json.loads(sdk["command"])[0] == sys.executable
+    assert sdk["pid_start"] and sdk["config"] == "{}"
+    assert monitored["owner"] == "sdk" and monitored["command"] == "[]"
+    assert monitored["name"] == "monitored" and monitored["project"] == "q"
+    # the wrapper and init() describe the machine and the code; a bare monitor does not
+    for row in (wrapped, sdk):
+        assert json.loads(row["system"])["cpu_count"]
+        assert json.loads(row["context"])["python"]["executable"]
+    assert monitored["system"] is None and monitored["context"] is None

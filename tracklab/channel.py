@@ -55,7 +55,7 @@ class RunTarget:
         with self._lock:
             if self._resolved is None:
                 from . import store
-                from .store.codec import dumps_exact
+                from .run_record import create_run
 
                 run = self.run
                 if run is not None and run._shard_path and run._run_num is not None \
@@ -66,14 +66,9 @@ class RunTarget:
                     try:
                         num = shard.run_num(self.run_id)
                         if num is None:
-                            now = time.time()
-                            num = shard.insert_run({
-                                "id": self.run_id, "name": self.run_id,
-                                "project": self.project or "default", "status": "running",
-                                "started_at": now, "heartbeat_at": now, "owner": "sdk",
-                                "pid": os.getpid(), "host": _env.hostname(), "node": self.node,
-                                "cwd": os.getcwd(), "command": dumps_exact([]),
-                            })
+                            num = create_run(shard, self.run_id, name=self.run_id,
+                                             project=self.project or "default", owner="sdk",
+                                             node=self.node, command=[])
                             self.created = True
                             log.debug("created run %s in %s (first write)", self.run_id, shard.path)
                         self._resolved = (shard.path, num)

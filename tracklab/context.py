@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -282,38 +281,6 @@ def run_context(command: list[str], cwd: str, environ: Mapping[str, str] | None 
             code = code_state(where, save_diff)
     py, packages = python_info(command, environ, package_names(environ))
     return {"code": code, "python": py, "packages": packages}
-
-
-def record_context(shard_path: str | None, num: int | None, command: list[str], cwd: str,
-                   environ: Mapping[str, str] | None = None,
-                   save_diff: bool = False) -> threading.Thread | None:
-    """Compute :func:`run_context` in a daemon thread and store it in the run's ``context``.
-
-    Returns the started thread (join it, with a timeout, before the run's end is written), or
-    None without a store. Failures are logged at debug level: context is a nice-to-have.
-    """
-    if shard_path is None or num is None:
-        return None
-
-    def work() -> None:
-        from .errors import StoreError
-        from .store import Shard
-
-        try:
-            ctx = run_context(command, cwd, environ, save_diff)
-            shard = Shard(shard_path)
-            try:
-                shard.edit_run_json(num, "context", lambda old: {**(old or {}), **ctx})
-            finally:
-                shard.close()
-        except (StoreError, OSError, ValueError) as exc:
-            import logging
-
-            logging.getLogger("tracklab.context").debug("run context not recorded: %s", exc)
-
-    t = threading.Thread(target=work, name="tracklab-context", daemon=True)
-    t.start()
-    return t
 
 
 def merge_summary(shard: Any, num: int, patch: dict[str, Any], **fields: Any) -> None:

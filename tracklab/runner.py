@@ -115,22 +115,19 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
                           started, {})
             raise
         capture.start(child)
-        from .context import record_context  # issue 8: git, interpreter, packages, off-thread
-
-        context = record_context(record.shard_path, record.num, opts.command, os.getcwd(), env,
-                                 opts.save_diff)
         if on_start:
             on_start(run_id, record.shard_path)
         oom_before = oom_kills(child.pid)
         sampler = record.start_sampler(child.pid, opts.interval)
+        description = record.describe(opts, env, sampler)
         killed, requested, _seen = _supervise(child, opts.kill_after,
                                               lambda: watch_sampler(sampler))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     rc = child.returncode
     console = capture.stop(timeout=2.0)  # issue 8: the last lines are stored before the verdict
-    if context is not None:
-        context.join(timeout=2.0)
+    if description is not None:
+        description.end(2.0)
     if sampler is not None:
         sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
     status, exit_code, sig = verdict(rc, killed, requested, oom_before)
@@ -252,26 +249,25 @@ class _Record:
         from . import store
         from .fleet import measure_clock_offset
         from .ids import new_run_id
+        from .run_record import create_run
         from .store.codec import dumps_exact
 
         name = opts.name or f"{_stem(opts.command)}-{new_run_id(4)}"
         try:
             shard = store.open_shard(self.store_dir, self.node)
             try:
-                self.num = shard.insert_run({
-                    "id": self.run_id, "name": name, "project": project, "status": "running",
-                    "command": dumps_exact(_env.redact_argv(opts.command)), "cwd": os.getcwd(),
-                    "host": _env.hostname(), "node": self.node, "owner": "wrapper",
-                    "pid": os.getpid(), "pid_start": _env.process_start(), "interval": opts.interval,
-                    "started_at": started, "heartbeat_at": started,
-                    "config": dumps_exact(opts.config or {}), "tags": dumps_exact(list(opts.tags)),
-                    "notes": opts.notes,
+                self.num = create_run(
+                    shard, self.run_id, name=name, project=project, owner="wrapper",
+                    node=self.node, command=opts.command, started=started,
+                    pid_start=_env.process_start(), interval=opts.interval,
+                    config=dumps_exact(opts.config or {}), tags=dumps_exact(list(opts.tags)),
+                    notes=opts.notes,
                     # known now, so that `logs` on the live run can say so
-                    "summary": dumps_exact({"console": {"captured": False}})
+                    summary=dumps_exact({"console": {"captured": False}})
                     if opts.no_capture or opts.capture_limit <= 0 else None,
                     # multi-node (issue 9): lines this node's times up with the other nodes'
-                    "clock_offset": measure_clock_offset(self.store_dir),
-                })
+                    clock_offset=measure_clock_offset(self.store_dir),
+                )
                 was = shard.run_rows("num = ?", (self.num,))[0]
                 if was["status"] != "running":  # `--run-id` of an ended run: it runs again
                     shard.update_run(self.num, status="running", exit_code=None, signal=None,
@@ -306,29 +302,19 @@ class _Record:
                 sinks.append(self.exporter)
         sampler = Sampler(collectors, interval, sinks, name="tracklab-wrapper-sampler")
         sampler.start(first=True)
-        import threading
-
-        # Describing the machine reads NVML and /proc: off the main thread, never waited for.
-        threading.Thread(target=self._record_system, args=(collectors,), daemon=True,
-                         name="tracklab-sysinfo").start()
         return sampler
 
-    def _record_system(self, collectors: Any) -> None:
-        from .context import system_info
-        from .store import Shard
-        from .store.codec import dumps_exact
+    def describe(self, opts: RunOptions, env: dict[str, str], sampler: Any) -> Any:
+        """The machine and the command's code, interpreter and packages, described off the main
+        thread (GPUs through the sampler's collectors); None without a store."""
+        if self.num is None or self.shard_path is None:
+            return None
+        from .run_record import Description
 
-        try:
-            info = system_info(self.store_dir, collectors)
-            shard = Shard(self.shard_path or "")
-            try:
-                shard.update_run(self.num or 0, system=dumps_exact(info))
-            finally:
-                shard.close()
-        except Exception:
-            import logging
-
-            logging.getLogger("tracklab.runner").debug("system info not recorded", exc_info=True)
+        return Description(self.shard_path, self.num, store_dir=self.store_dir,
+                           command=opts.command, cwd=os.getcwd(), environ=env,
+                           save_diff=opts.save_diff,
+                           collectors=sampler.collectors if sampler is not None else None).start()
 
     def peaks(self, carbon_intensity: float | None = None) -> dict[str, Any]:
         if self.recorder is None:

@@ -109,9 +109,7 @@ class Run(RunStoreMixin):
         self._writer: Any = None
         self._run_num: int | None = None
         self._shard_path: str | None = None
-        self._sysinfo: threading.Thread | None = None
-        self._sysinfo_lock = threading.Lock()
-        self._sysinfo_late = False
+        self._sysinfo: Any = None  # a run_record.Description
         self.queue: Any = None  # a PointQueue once the store is open
         try:
             self._open(system_monitor)

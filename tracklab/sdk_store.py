@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -43,14 +42,13 @@ class RunStoreMixin:
     _writer: Any
     _run_num: int | None
     _shard_path: str | None
-    _sysinfo: threading.Thread | None
-    _sysinfo_lock: threading.Lock
-    _sysinfo_late: bool
+    _sysinfo: Any
     _warn: Warn
 
     def _open(self, system_monitor: bool) -> None:
         from . import store
         from .pointqueue import HEADER
+        from .run_record import create_run
         from .store.codec import dumps_exact, encode_values
         from .writer import PAGE_CACHE_KIB, PointWriter
 
@@ -68,14 +66,11 @@ class RunStoreMixin:
                     self.project = row["project"] or self.project
                     self.name = row["name"] or self.name
             else:
-                num = shard.insert_run({
-                    "id": self.id, "name": self.name, "project": self.project,
-                    "status": "running", "started_at": now, "heartbeat_at": now,
-                    "command": dumps_exact(_env.redact_argv([sys.executable, *sys.argv])),
-                    "cwd": os.getcwd(), "host": _env.hostname(), "node": self.node,
-                    "owner": "wrapper" if self.attached else "sdk", "pid": os.getpid(),
-                    "pid_start": _env.process_start(), "config": dumps_exact(dict(self.config)),
-                })
+                num = create_run(shard, self.id, name=self.name, project=self.project,
+                                 owner="wrapper" if self.attached else "sdk", node=self.node,
+                                 command=[sys.executable, *sys.argv], started=now,
+                                 pid_start=_env.process_start(),
+                                 config=dumps_exact(dict(self.config)))
             rank, local_rank = _env.rank_env()
             proc = shard.add_proc(num, os.getpid(), rank, local_rank, _env.hostname(), now)
             if self.config and existing:
@@ -91,11 +86,12 @@ class RunStoreMixin:
         self._encode = encode_values
         self._header = HEADER.pack
         if not self.attached:
-            # Describing the machine reads NVML, which can hang: its own thread, waited on for
-            # at most SYSINFO_WAIT_S by finish(), after which it writes nothing
-            self._sysinfo = threading.Thread(target=self._record_system, name="tracklab-sysinfo",
-                                             daemon=True)
-            self._sysinfo.start()
+            from .run_record import Description
+
+            # waited on for at most SYSINFO_WAIT_S by finish(), after which it writes nothing
+            self._sysinfo = Description(path, num, store_dir=self.dir,
+                                        command=[sys.executable, *sys.argv],
+                                        cwd=os.getcwd()).start()
         if system_monitor and not self.attached:
             from .monitoring import get_run_system_monitor
 
@@ -114,28 +110,6 @@ class RunStoreMixin:
             self._warn("attach", f"tracklab: run {self.id} (from {_env.ENV_RUN_ID}) is "
                        f"{status}, not running; appending this process's metrics to it anyway")
 
-    def _record_system(self) -> None:
-        from . import store
-        from .context import system_info
-        from .store.codec import dumps_exact
-
-        try:
-            info = dumps_exact(system_info(self.dir))
-            from .context import run_context  # issue 8: git state, interpreter, packages
-
-            ctx = dumps_exact(run_context([sys.executable, *sys.argv], os.getcwd()))
-            with self._sysinfo_lock:
-                num = self._run_num
-                if num is None or self._sysinfo_late:
-                    return  # the run has finished meanwhile: its store is no longer ours
-                shard = store.Shard(self._shard_path or "")
-                try:
-                    shard.update_run(num, system=info, context=ctx)
-                finally:
-                    shard.close()
-        except Exception:  # noqa: BLE001 - an optional description; the run goes on without it
-            _logger().debug("system information not recorded", exc_info=True)
-
     def _save_config(self, shard: Any = None) -> None:
         from . import store
         from .store.codec import dumps_exact
@@ -153,15 +127,8 @@ class RunStoreMixin:
                 shard.close()
 
     def _end_sysinfo(self, wait: float) -> None:
-        """Give the machine's description ``wait`` seconds to be stored (none when the store has
-        just failed to respond); past that it is not stored, unless its write has begun (it
-        would otherwise land after the run's end, in a store the process may no longer own)."""
-        thread = self._sysinfo
-        if thread is not None and wait > 0:
-            thread.join(wait)
-        if self._sysinfo_lock.acquire(timeout=wait):
-            self._sysinfo_late = True
-            self._sysinfo_lock.release()
+        if self._sysinfo is not None:
+            self._sysinfo.end(wait)
 
     def _set_final(self, status: str | None, exit_code: int | None) -> None:
         """Write the end of an owned run, and ``summary`` merged into the run's ``user``
