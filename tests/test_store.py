@@ -95,3 +95,37 @@ def test_a_store_that_cannot_be_written_is_still_read(tmp_path: Path) -> None:
         store.chmod(0o755)
     assert ls.returncode == 0 and "kept" in ls.stdout, ls.stdout + ls.stderr
     assert export.returncode == 0 and ",loss,0.5" in export.stdout, export.stdout + export.stderr
+
+
+def _master(conn: sqlite3.Connection) -> list[tuple]:
+    return conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                        "WHERE tbl_name != 'meta' ORDER BY name").fetchall()
+
+
+def test_the_schema_is_what_sqlite_utils_makes_of_it(tmp_path: Path) -> None:
+    """The stdlib driver creates a shard whose tables, indexes and columns are, to the text
+    SQLite keeps, those sqlite-utils makes of the same definitions."""
+    import sqlite_utils
+
+    ours = sqlite3.connect(tmp_path / "ours.db", isolation_level=None)
+    schema.migrate(ours)
+    db = sqlite_utils.Database(sqlite3.connect(tmp_path / "theirs.db", isolation_level=None))
+    for migration in schema.MIGRATIONS:
+        for step in migration:
+            if isinstance(step, schema.Table):
+                db[step.name].create(step.columns, pk=step.pk, not_null=set(step.not_null))
+            elif isinstance(step, schema.Index):
+                db[step.table].create_index(list(step.columns), unique=step.unique)
+            else:
+                db[step.table].add_column(step.name, step.type)
+    assert _master(ours) == _master(db.conn)
+    assert len(_master(ours)) == 19  # 9 tables, 8 indexes, 2 composite primary keys' own
+
+
+def test_creating_a_shard_does_not_import_sqlite_utils(tmp_path: Path) -> None:
+    code = ("import sys, tracklab; tracklab.init().finish(); "
+            "print('sqlite_utils' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TRACKLAB_DIR": str(tmp_path)}, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False" and list(tmp_path.glob("node-*.db"))

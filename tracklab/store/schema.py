@@ -1,80 +1,115 @@
 """The shard schema and its migrations. The README's "Where data lives" section documents it.
 
-Every migration is a function of a ``sqlite_utils.Database``; ``meta.schema_version`` records how
-many have run. A shard written by a newer tracklab (a higher version) is refused, not guessed at.
+Each migration is a list of tables, indexes and columns, rendered here to the SQL that
+``sqlite-utils`` writes for the same definitions (tests/test_store.py compares the two), and run
+through the stdlib driver: a training process that creates a shard does not pay for importing
+sqlite-utils. ``meta.schema_version`` records how many migrations have run. A shard written by a
+newer tracklab (a higher version) is refused, not guessed at.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import Any
+from typing import NamedTuple
+
+_TYPES = {int: "INTEGER", str: "TEXT", float: "REAL", bytes: "BLOB"}
 
 
-def _v1(db: Any) -> None:
-    db["runs"].create(
-        {
-            "num": int, "id": str, "name": str, "project": str, "status": str,
-            "exit_code": int, "signal": int, "command": str, "cwd": str, "host": str,
-            "node": str, "owner": str, "pid": int, "pid_start": float, "interval": float,
-            "started_at": float, "ended_at": float, "heartbeat_at": float,
-            "config": str, "system": str, "summary": str, "tags": str, "notes": str,
-        },
-        pk="num", not_null={"id", "status", "started_at"},
-    )
-    db["runs"].create_index(["id"], unique=True)
-    db["runs"].create_index(["started_at"])
-    db["runs"].create_index(["name"])
-    db["procs"].create(
-        {"num": int, "run": int, "pid": int, "rank": int, "local_rank": int,
-         "host": str, "started_at": float},
-        pk="num", not_null={"run", "pid"},
-    )
-    db["keysets"].create({"num": int, "keys": str}, pk="num", not_null={"keys"})
-    db["keysets"].create_index(["keys"], unique=True)
-    db["points"].create(
-        {"run": int, "proc": int, "step": int, "time": float, "keyset": int,
-         "fmt": str, "vals": bytes},
-        not_null={"run", "proc", "step", "time", "keyset", "vals"},
-    )
-    db["points"].create_index(["run"])
-    db["metric_stats"].create(
-        {"run": int, "proc": int, "key": str, "count": int, "nans": int, "min": float,
-         "max": float, "sum": float, "last": str, "last_step": int, "last_time": float},
-        pk=("run", "proc", "key"),
-    )
-    db["layouts"].create({"num": int, "paths": str}, pk="num", not_null={"paths"})
-    db["layouts"].create_index(["paths"], unique=True)
-    db["samples"].create(
-        {"num": int, "run": int, "time": float, "layout": int, "data": bytes},
-        pk="num", not_null={"run", "time", "layout", "data"},
-    )
-    db["samples"].create_index(["run", "time"])
-    db["sample_stats"].create(
-        {"run": int, "pid": int, "count": int, "stats": str}, pk=("run", "pid"),
-    )
+class Table(NamedTuple):
+    name: str
+    columns: dict[str, type]
+    pk: str | tuple[str, ...] | None = None
+    not_null: frozenset[str] = frozenset()
 
 
-def _v2(db: Any) -> None:
-    db["console"].create(
-        {"run": int, "time": float, "stream": str, "line": str},
-        not_null={"run", "time", "stream", "line"},
-    )
-    db["console"].create_index(["run", "time"])
+class Index(NamedTuple):
+    table: str
+    columns: tuple[str, ...]
+    unique: bool = False
 
 
-def _v3_clock_offset(db: Any) -> None:
-    # seconds the shared store's clock is ahead of the node's (tracklab.fleet), null if unknown
-    db["runs"].add_column("clock_offset", float)
+class Column(NamedTuple):
+    """A column added to an existing table."""
+
+    table: str
+    name: str
+    type: type
 
 
-def _v4_context(db: Any) -> None:
-    # what the run was (tracklab.context.run_context): code state, interpreter, packages (JSON)
-    db["runs"].add_column("context", str)
+Step = Table | Index | Column
 
+_V1: list[Step] = [
+    Table("runs", {
+        "num": int, "id": str, "name": str, "project": str, "status": str,
+        "exit_code": int, "signal": int, "command": str, "cwd": str, "host": str,
+        "node": str, "owner": str, "pid": int, "pid_start": float, "interval": float,
+        "started_at": float, "ended_at": float, "heartbeat_at": float,
+        "config": str, "system": str, "summary": str, "tags": str, "notes": str,
+    }, pk="num", not_null=frozenset({"id", "status", "started_at"})),
+    Index("runs", ("id",), unique=True),
+    Index("runs", ("started_at",)),
+    Index("runs", ("name",)),
+    Table("procs", {"num": int, "run": int, "pid": int, "rank": int, "local_rank": int,
+                    "host": str, "started_at": float},
+          pk="num", not_null=frozenset({"run", "pid"})),
+    Table("keysets", {"num": int, "keys": str}, pk="num", not_null=frozenset({"keys"})),
+    Index("keysets", ("keys",), unique=True),
+    Table("points", {"run": int, "proc": int, "step": int, "time": float, "keyset": int,
+                     "fmt": str, "vals": bytes},
+          not_null=frozenset({"run", "proc", "step", "time", "keyset", "vals"})),
+    Index("points", ("run",)),
+    Table("metric_stats", {"run": int, "proc": int, "key": str, "count": int, "nans": int,
+                           "min": float, "max": float, "sum": float, "last": str,
+                           "last_step": int, "last_time": float},
+          pk=("run", "proc", "key")),
+    Table("layouts", {"num": int, "paths": str}, pk="num", not_null=frozenset({"paths"})),
+    Index("layouts", ("paths",), unique=True),
+    Table("samples", {"num": int, "run": int, "time": float, "layout": int, "data": bytes},
+          pk="num", not_null=frozenset({"run", "time", "layout", "data"})),
+    Index("samples", ("run", "time")),
+    Table("sample_stats", {"run": int, "pid": int, "count": int, "stats": str},
+          pk=("run", "pid")),
+]
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2, _v3_clock_offset, _v4_context]
+_V2: list[Step] = [
+    Table("console", {"run": int, "time": float, "stream": str, "line": str},
+          not_null=frozenset({"run", "time", "stream", "line"})),
+    Index("console", ("run", "time")),
+]
+
+# seconds the shared store's clock is ahead of the node's (tracklab.fleet), null if unknown
+_V3_CLOCK_OFFSET: list[Step] = [Column("runs", "clock_offset", float)]
+
+# what the run was (tracklab.context.run_context): code state, interpreter, packages (JSON)
+_V4_CONTEXT: list[Step] = [Column("runs", "context", str)]
+
+MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3_CLOCK_OFFSET, _V4_CONTEXT]
 VERSION = len(MIGRATIONS)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql(step: Step) -> str:
+    """The statement that makes ``step``, as sqlite-utils words it (the text SQLite keeps)."""
+    if isinstance(step, Table):
+        lines = []
+        for col, kind in step.columns.items():
+            line = f"   {_q(col)} {_TYPES[kind]}"
+            if step.pk == col:
+                line += " PRIMARY KEY"
+            if col in step.not_null:
+                line += " NOT NULL"
+            lines.append(line)
+        if isinstance(step.pk, tuple):
+            lines.append(f"   PRIMARY KEY ({', '.join(_q(c) for c in step.pk)})")
+        return f"CREATE TABLE {_q(step.name)} (\n" + ",\n".join(lines) + "\n)"
+    if isinstance(step, Index):
+        name = f"idx_{step.table}_{'_'.join(step.columns)}"
+        return (f"CREATE {'UNIQUE ' if step.unique else ''}INDEX {_q(name)}\n"
+                f"    ON {_q(step.table)} ({', '.join(_q(c) for c in step.columns)})")
+    return f"ALTER TABLE {_q(step.table)} ADD COLUMN {_q(step.name)} {_TYPES[step.type]}"
 
 
 def current_version(conn: sqlite3.Connection) -> int:
@@ -87,15 +122,13 @@ def current_version(conn: sqlite3.Connection) -> int:
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring a shard up to :data:`VERSION` inside one write transaction."""
-    import sqlite_utils  # only paid when a shard is created or upgraded
-
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         have = current_version(conn)
-        db = sqlite_utils.Database(conn)
-        for step in MIGRATIONS[have:]:
-            step(db)
+        for migration in MIGRATIONS[have:]:
+            for step in migration:
+                conn.execute(sql(step))
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(VERSION),)
         )
