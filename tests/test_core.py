@@ -207,3 +207,43 @@ def test_one_second_run_still_has_samples() -> None:
     assert res.returncode == 0
     view = tracklab.open_run("latest")
     assert len(view.samples()) >= 2  # at start and at the end, interval notwithstanding
+
+
+def _wakeups(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid`` so far (each is a wake-up)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                total += sum(int(line.split()[1]) for line in f
+                             if line.startswith("voluntary_ctxt_switches"))
+        except OSError:
+            pass  # a thread that has just ended
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_silent_run_wakes_the_wrapper_only_to_sample(tmp_path: Path) -> None:
+    """Between two samples of a child that prints nothing, no thread of the wrapper wakes: the
+    main loop waits on the child and on signals, the console writer on output, the sampler on
+    its interval (here longer than the test)."""
+    marker = tmp_path / "started"
+    child = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(30)"
+    p = subprocess.Popen([*TRACKLAB, "run", "-q", "--interval", "600", "--", sys.executable,
+                          "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        from tests.conftest import wait_until
+
+        wait_until(marker.exists, "the child to start")
+        # the machine's description (git, NVML) and the first sample are done off the main
+        # thread at the start; wait until they are stored
+        wait_until(lambda: tracklab.open_run("latest").info.get("context"), "the run context")
+        wait_until(lambda: len(tracklab.open_run("latest").samples()) >= 1, "the first sample")
+        before = _wakeups(p.pid)
+        import time
+
+        time.sleep(1.5)  # a wrapper polling 4 times a second would wake 6 times meanwhile
+        assert _wakeups(p.pid) - before <= 1
+    finally:
+        p.kill()
+        p.communicate()

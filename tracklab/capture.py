@@ -79,6 +79,7 @@ class ConsoleCapture(ConsoleStoreWriter):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._final = threading.Event()
+        self._pending = threading.Event()  # set while output waits for the writer
         self._wake_r = self._wake_w = -1
         self._reader: threading.Thread | None = None
         self._writer: threading.Thread | None = None
@@ -166,6 +167,7 @@ class ConsoleCapture(ConsoleStoreWriter):
                 os.write(self._wake_w, b"x")
             self._reader.join(max(0.0, deadline - time.monotonic() - timeout * 0.3))
         self._final.set()
+        self._pending.set()
         self._wake.set()
         assert self._writer is not None
         self._writer.join(max(0.0, deadline - time.monotonic()))
@@ -296,6 +298,8 @@ class ConsoleCapture(ConsoleStoreWriter):
             ch.gap = 0
             self._queued += len(data)
             self._offset += len(data)
+            if not self._pending.is_set():
+                self._pending.set()
             if self._queued >= BATCH_BYTES and not self._in_tail:  # the head: store it all
                 self._wake.set()
 

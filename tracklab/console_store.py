@@ -1,10 +1,10 @@
 """The writer half of :class:`~tracklab.capture.ConsoleCapture`: what reaches the run store.
 
-The writer thread wakes every :data:`WRITE_EVERY_S`, cuts the queued chunks at their last newline
-(a line rewritten with ``\\r`` becomes its last non-empty segment, one longer than
-:data:`MAX_LINE` is stored in pieces), keeps the stored text under the cap (the first half as it
-comes, then a rolling tail behind one :data:`MARKER` row) and writes each batch in one
-transaction with its own connection.
+The writer thread sleeps until output comes, gathers more of it for :data:`WRITE_EVERY_S`, cuts
+the queued chunks at their last newline (a line rewritten with ``\\r`` becomes its last non-empty
+segment, one longer than :data:`MAX_LINE` is stored in pieces), keeps the stored text under the
+cap (the first half as it comes, then a rolling tail behind one :data:`MARKER` row) and writes
+each batch in one transaction with its own connection.
 
 A stored row holds the lines of one stream that arrived together: up to :data:`ROW_BYTES`, read
 within :data:`ROW_SPAN_S` of each other, joined by ``\\n``, with the time the last of them was
@@ -148,6 +148,7 @@ class ConsoleStoreWriter:
     _lock: threading.Lock
     _wake: threading.Event
     _final: threading.Event
+    _pending: threading.Event
     _lost: list[int]
     _lost_bytes: list[int]
     _trimmed: list[int]
@@ -196,10 +197,14 @@ class ConsoleStoreWriter:
             while True:
                 final = self._final.is_set()
                 if not final:
+                    # a silent child costs no wake-up: wait for output, then gather more of it
+                    self._pending.wait()
                     self._wake.wait(WRITE_EVERY_S)
                     self._wake.clear()
+                    final = self._final.is_set()
                 with self._lock:
                     items, self._queue = self._queue, collections.deque()
+                    self._pending.clear()
                     arrived, self._queued = self._queued, 0
                     cut, self._cut = self._cut, {}
                 if self._in_tail:  # only the batch's last tail_cap bytes can stay: skip the rest

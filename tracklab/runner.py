@@ -120,8 +120,10 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
         oom_before = oom_kills(child.pid)
         sampler = record.start_sampler(child.pid, opts.interval)
         description = record.describe(opts, env, sampler)
-        killed, requested, _seen = _supervise(child, opts.kill_after,
-                                              lambda: watch_sampler(sampler))
+        # a GPU reading that may hang is watched from here; without one nothing needs a tick
+        watch = (lambda: watch_sampler(sampler)) if sampler is not None and \
+            sampler.collectors.gpu_may_hang() else None
+        killed, requested, _seen = _supervise(child, opts.kill_after, watch)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     rc = child.returncode
@@ -151,17 +153,30 @@ def watch_sampler(sampler: Any) -> None:
 
 
 def _supervise(child: subprocess.Popen[bytes], kill_after: float,
-               tick: Callable[[], None] = lambda: None) -> tuple[bool, str | None, list[int]]:
+               tick: Callable[[], None] | None = None) -> tuple[bool, str | None, list[int]]:
     """Wait for the child, taking signals synchronously; ``tick`` runs every _POLL_S or so.
-    Returns (killed, requested, seen)."""
+    Returns (killed, requested, seen).
+
+    Without a ``tick`` and a kill pending, the wait has no timeout: the child's exit (SIGCHLD)
+    or a signal to forward wakes it, and a silent run costs the main thread nothing."""
     killed = False
     requested: str | None = None
     seen: list[int] = []
     kill_at: float | None = None
     interrupts = 0
+    # SIGCHLD ignored (inherited so): children are reaped unseen and no signal comes; poll
+    poll = tick is not None or signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
     while child.poll() is None:
-        info = signal.sigtimedwait(_HANDLED, _POLL_S)
-        tick()
+        timeout = _POLL_S if poll else None
+        if kill_at is not None:
+            left = max(0.0, kill_at - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        if timeout is None:
+            info: Any = signal.sigwaitinfo(_HANDLED)
+        else:
+            info = signal.sigtimedwait(_HANDLED, timeout)
+        if tick is not None:
+            tick()
         if kill_at is not None and time.monotonic() >= kill_at and child.poll() is None:
             _signal_child(child, signal.SIGKILL)
             killed, kill_at = True, None

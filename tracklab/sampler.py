@@ -98,6 +98,15 @@ class Sampler:
         next_at = time.monotonic()
         if not first:
             next_at += self.interval
+        else:
+            # the first sample needs a short window for its rates; waited here, not in the
+            # collector, so that a run ending meanwhile (`tracklab run -- true`) is not held
+            # up: its first sample measures the window there was, and the last one follows
+            settle = getattr(self.collectors, "settle_s", None)
+            if settle is not None and self._stop.wait(settle()):
+                self.collectors.skip_settle()
+                if gen == self._gen:
+                    self._safe_take(gen)
         # an interval past what a wait takes (TIMEOUT_MAX, ~292 years) killed the thread with
         # an OverflowError; waking that early and waiting again is the same schedule
         while not self._stop.wait(min(max(0.0, next_at - time.monotonic()),

@@ -58,6 +58,7 @@ class SystemCollectors:
         self._gpu_hung = False
         self._guard_gpu = guard_gpu
         self._gpu_busy_since: float | None = None  # monotonic; an unguarded reading in flight
+        self._driver: bool | None = None  # whether NVML may answer: probed once, not per sample
 
     def _collector(self, family: str) -> Any:
         c = self._made.get(family)
@@ -99,6 +100,17 @@ class SystemCollectors:
             except Exception:
                 log.debug("collector %s could not start", family, exc_info=True)
 
+    def settle_s(self) -> float:
+        """Seconds until a first sample has a real window to measure rates over (see
+        :meth:`CpuCollector.settle_s`); a sampler waits them where it can be interrupted."""
+        cpu = self._made.get("cpu")
+        return float(cpu.settle_s()) if cpu is not None else 0.0
+
+    def skip_settle(self) -> None:
+        cpu = self._made.get("cpu")
+        if cpu is not None:
+            cpu.skip_settle()
+
     def gpu(self) -> Any:
         return self._collector("accelerators")
 
@@ -128,7 +140,7 @@ class SystemCollectors:
         if self._gpu_hung or _nvml_hung.is_set():
             return []
         gpu = self._collector("accelerators")
-        if self._nvml is None and not _nvml_possible():
+        if not self._may_nvml():
             return gpu.collect(tree_pids)  # type: ignore[no-any-return]  # no driver: instant
         if not self._guard_gpu:
             self._gpu_busy_since = time.monotonic()
@@ -150,7 +162,7 @@ class SystemCollectors:
         if self._gpu_hung or _nvml_hung.is_set():
             return None
         gpu = self._collector("accelerators")
-        if self._nvml is None and not _nvml_possible():
+        if not self._may_nvml():
             return gpu.info()  # type: ignore[no-any-return]  # no driver: instant
         if not self._guard_gpu:
             # the sampling thread's watch (gpu_hung) reports a hang; this caller only stops waiting
@@ -162,6 +174,16 @@ class SystemCollectors:
             return value  # type: ignore[no-any-return]
         self._declare_hung()
         return None
+
+    def gpu_may_hang(self) -> bool:
+        """Whether an unguarded GPU reading could hang and so needs watching (:meth:`gpu_hung`):
+        False without an NVIDIA driver, where a GPU reading is instant."""
+        return "accelerators" in self.families and self._may_nvml()
+
+    def _may_nvml(self) -> bool:
+        if self._driver is None:
+            self._driver = self._nvml is not None or _nvml_possible()
+        return self._driver
 
     def gpu_hung(self) -> bool:
         """For unguarded readings (``guard_gpu=False``): True, once, when a GPU reading has been

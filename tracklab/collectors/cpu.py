@@ -70,6 +70,17 @@ class CpuCollector:
             "threads": threads,
         }
 
+    def settle_s(self) -> float:
+        """Seconds until the first sample's window is long enough to measure (0 once it is)."""
+        if not self._primed_at:
+            return 0.0
+        return max(0.0, _MIN_WINDOW_S - (time.monotonic() - self._primed_at))
+
+    def skip_settle(self) -> None:
+        """Let the next sample measure whatever window it has: the run it samples has ended,
+        and its last sample waits for no one."""
+        self._primed_at = 0.0
+
     def _ticks(self) -> list[tuple[float, float]]:
         """``(busy, total)`` clock ticks of each core since boot, from /proc/stat."""
         data = self._files.read("/proc/stat")
