@@ -12,6 +12,7 @@ import pytest
 
 import tracklab
 from tests.conftest import ROOT
+from tests.conftest import TRACKLAB as TRACKLAB_CLI
 
 
 def test_every_public_name_exists() -> None:
@@ -43,6 +44,44 @@ def test_every_command_has_help_with_an_example() -> None:
     assert group.commands
     for name, cmd in group.commands.items():
         assert cmd.help and "Example: tracklab" in cmd.help, name
+
+
+def test_fast_read_parser_knows_only_typer_options() -> None:
+    """show and ls without Typer take no option the Typer commands do not have, and the same
+    (name, takes a value) for each; what they do not take falls through to Typer."""
+    import typer.main
+
+    from tracklab_cli import fastread
+    from tracklab_cli.app import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name, spec in (("show", fastread._SHOW), ("ls", fastread._LS)):
+        typer_opts = {n: not p.is_flag for p in commands[name].params
+                      for n in getattr(p, "opts", []) if n.startswith("-")}
+        for names, _dest, takes in spec:
+            for n in names:
+                assert typer_opts.get(n) == takes, (name, n)
+
+
+@pytest.mark.parametrize("argv", [["show", "latest"], ["show", "--json", "latest"],
+                                  ["ls"], ["ls", "--sort", "name", "-n", "5", "--json"]])
+def test_show_and_ls_run_without_typer_and_print_what_typer_prints(argv: list[str]) -> None:
+    res = subprocess.run([*TRACKLAB_CLI, "run", "-q", "--", sys.executable, "-c", "pass"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    code = ("import sys; from tracklab_cli.__main__ import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+            "sys.stderr.write(f'exit {code} typer {\"typer\" in sys.modules}\\n')")
+    fast = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "100"})
+    assert fast.stderr.strip().endswith("exit 0 typer False"), fast.stderr
+    from typer.testing import CliRunner
+
+    from tracklab_cli.app import app
+
+    slow = CliRunner().invoke(app, argv, env={"COLUMNS": "100"})
+    assert slow.exit_code == 0
+    assert fast.stdout == slow.stdout
 
 
 def test_fast_run_parser_knows_exactly_the_typer_options() -> None:

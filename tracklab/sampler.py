@@ -48,12 +48,14 @@ class Sampler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
-    def take(self, families: tuple[str, ...] | None = None, _gen: int | None = None
-             ) -> dict[str, Any]:
+    def take(self, families: tuple[str, ...] | None = None, _gen: int | None = None,
+             _since: int | None = None) -> dict[str, Any]:
         """Take one snapshot now (all families, or the named ones) and hand it to every sink."""
         with self._lock:
             t0 = time.perf_counter()
             snap = self.collectors.snapshot(families)
+            if _since is not None:
+                snap["timestamp"] = _since
             if _gen is not None and _gen != self._gen:
                 return snap  # its thread was abandoned while it was stuck: too late to store
             if families is None:
@@ -101,12 +103,15 @@ class Sampler:
         else:
             # the first sample needs a short window for its rates; waited here, not in the
             # collector, so that a run ending meanwhile (`tracklab run -- true`) is not held
-            # up: its first sample measures the window there was, and the last one follows
+            # up: its first sample measures the window there was, and the last one follows.
+            # It is dated when the window began: the run's start, before the child's own output
+            since = int(time.time() * 1000)
             settle = getattr(self.collectors, "settle_s", None)
             if settle is not None and self._stop.wait(settle()):
                 self.collectors.skip_settle()
-                if gen == self._gen:
-                    self._safe_take(gen)
+            if gen == self._gen:
+                self._safe_take(gen, since)
+            next_at += self.interval
         # an interval past what a wait takes (TIMEOUT_MAX, ~292 years) killed the thread with
         # an OverflowError; waking that early and waiting again is the same schedule
         while not self._stop.wait(min(max(0.0, next_at - time.monotonic()),
@@ -123,9 +128,9 @@ class Sampler:
         if self._final and gen == self._gen:
             self._safe_take(gen)
 
-    def _safe_take(self, gen: int) -> None:
+    def _safe_take(self, gen: int, since: int | None = None) -> None:
         try:
-            self.take(_gen=gen)
+            self.take(_gen=gen, _since=since)
         except Exception:
             log.warning("tracklab: warning: sampling failed; trying again next interval", exc_info=True)
 

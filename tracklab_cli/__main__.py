@@ -1,5 +1,6 @@
 """Entry point. ``tracklab run`` takes a fast path that skips importing typer and rich, so the
-wrapper starts in a fraction of the time; everything else (and ``run --help``) goes to Typer."""
+wrapper starts in a fraction of the time, and ``show`` and ``ls`` one that skips typer; everything
+else (and any command line those paths do not take, ``--help`` among them) goes to Typer."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
             show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = one_line
+    if args and args[0] in ("show", "ls"):
+        from .fastread import main_read
+
+        code = main_read(args[0], args[1:])
+        if code is not None:
+            sys.exit(code)
     from .app import app
 
     app(args=args, prog_name="tracklab")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import fail, library_errors
+from .common import fail
 
 
 def show(
@@ -18,21 +18,11 @@ def show(
 
     Example: tracklab show latest
     """
-    from tracklab.runs import open_run
-    from tracklab.summary import summarize
+    from . import fastread
 
-    from . import render
-
-    with library_errors():
-        view = open_run(run, dir)
-        try:
-            data = summarize(view)
-        finally:
-            view.close()
-    if json_out:
-        render.print_json(data)
-    else:
-        render.show(data)
+    code = fastread.show_run(run, json_out, dir)
+    if code:
+        raise typer.Exit(code)
 
 
 def ls(
@@ -53,22 +43,14 @@ def ls(
 
     Example: tracklab ls --project demo --since 2d --sort duration --limit 5
     """
-    from tracklab.runs import list_runs
-    from tracklab.views import SORT_KEYS, sort_runs
+    from tracklab.views import SORT_KEYS
 
-    from . import render
+    from . import fastread
     from .views import parse_since
 
     if sort not in SORT_KEYS:
         raise fail(f"--sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}", 2)
     after = None if since is None else parse_since(since)
-    with library_errors():
-        # any order but the store's own (newest first) needs every run before the cut
-        runs = list_runs(dir, project=project, limit=limit if sort == "started" else None,
-                         status=status, tag=tag, since=after)
-    runs = sort_runs(runs, sort, reverse)[:limit]
-    if json_out:
-        for r in runs:
-            render.print_json(r, indent=None)
-    else:
-        render.run_list(runs)
+    code = fastread.list_runs_cmd(limit, project, status, tag, after, sort, reverse, json_out, dir)
+    if code:
+        raise typer.Exit(code)
