@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -94,18 +95,48 @@ def _helper(argv: list[str], **popen: Any) -> tuple[int, bytes]:
 
 def _git(cwd: str, *args: str) -> bytes | None:
     """Output of one git command, or None when git is missing, fails or times out."""
+    return _gits(cwd, [list(args)])[0]
+
+
+def _gits(cwd: str, calls: list[list[str]]) -> list[bytes | None]:
+    """The outputs of several git commands run at once (each None when it fails), all given
+    GIT_TIMEOUT_S: a run's description waits for the slowest, not for their sum."""
     import subprocess
 
+    from .collectors._tree import HELPER_PIDS
+
     env = dict(os.environ, **_GIT_ENV)
-    try:
-        code, out = _helper(["git", *args], cwd=cwd, env=env)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out if code == 0 else None
+    procs: list[subprocess.Popen[bytes] | None] = []
+    for args in calls:
+        try:
+            p = subprocess.Popen(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError:
+            procs.append(None)
+            continue
+        HELPER_PIDS.add(p.pid)
+        procs.append(p)
+    deadline = time.monotonic() + GIT_TIMEOUT_S
+    outs: list[bytes | None] = []
+    for proc in procs:
+        if proc is None:
+            outs.append(None)
+            continue
+        with proc as p:
+            try:
+                out, _ = p.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                out = None
+            finally:
+                HELPER_PIDS.discard(p.pid)
+        outs.append(out if p.returncode == 0 else None)
+    return outs
 
 
 def code_state(cwd: str, save_diff: bool = False) -> dict[str, Any]:
-    """The git state of the repository holding ``cwd``: three git calls, made once per run.
+    """The git state of the repository holding ``cwd``: three git calls at once, once per run.
 
     Returns ``{repo, commit, branch, dirty, diff_sha256, diff_bytes, untracked}``, and ``diff``
     (the text of ``git diff HEAD``, at most :data:`DIFF_MAX` bytes) only with ``save_diff``.
@@ -117,7 +148,11 @@ def code_state(cwd: str, save_diff: bool = False) -> dict[str, Any]:
 
     state: dict[str, Any] = dict.fromkeys(
         ("repo", "commit", "branch", "dirty", "diff_sha256", "diff_bytes", "untracked"))
-    out = _git(cwd, "rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD")
+    out, diff, others = _gits(cwd, [
+        ["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"],
+        ["diff", "HEAD", "--no-ext-diff", "--no-textconv", "--no-color", "--binary"],
+        ["ls-files", "--others", "--exclude-standard", "-z"],
+    ])
     if out is None:  # no git, no repository, or a repository without commits
         top = _git(cwd, "rev-parse", "--show-toplevel")
         if top is None:
@@ -129,14 +164,12 @@ def code_state(cwd: str, save_diff: bool = False) -> dict[str, Any]:
     words = out.decode(errors="replace").split("\n")
     state["repo"], state["commit"] = words[0], words[1]
     state["branch"] = words[2] if len(words) > 2 and words[2] not in ("", "HEAD") else None
-    diff = _git(cwd, "diff", "HEAD", "--no-ext-diff", "--no-textconv", "--no-color", "--binary")
     if diff is not None:
         state["dirty"] = bool(diff)
         state["diff_bytes"] = len(diff)
         state["diff_sha256"] = hashlib.sha256(diff).hexdigest() if diff else None
         if save_diff:
             state["diff"] = diff.decode(errors="replace") if len(diff) <= DIFF_MAX else None
-    others = _git(cwd, "ls-files", "--others", "--exclude-standard", "-z")
     if others is not None:
         state["untracked"] = others.count(b"\0")
     return state

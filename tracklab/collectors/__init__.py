@@ -95,6 +95,8 @@ class SystemCollectors:
     def prime(self) -> None:
         """Construct every collector now, so the first real sample has rates to report."""
         for family in self.families:
+            if family == "accelerators" and not self._may_nvml():
+                continue  # no driver, no GPU to read: nothing to import or open
             try:
                 self._collector(family)
             except Exception:
@@ -137,11 +139,9 @@ class SystemCollectors:
     def _accelerators(self, tree_pids: set[int] | None) -> list[dict[str, Any]]:
         """GPU readings, given at most GPU_DEADLINE_S: a hung driver costs one late sample and
         then the GPU section stays empty, instead of freezing every other metric."""
-        if self._gpu_hung or _nvml_hung.is_set():
+        if self._gpu_hung or _nvml_hung.is_set() or not self._may_nvml():
             return []
         gpu = self._collector("accelerators")
-        if not self._may_nvml():
-            return gpu.collect(tree_pids)  # type: ignore[no-any-return]  # no driver: instant
         if not self._guard_gpu:
             self._gpu_busy_since = time.monotonic()
             try:
@@ -161,9 +161,9 @@ class SystemCollectors:
         reading: ``None`` when NVML did not answer in time, or had hung before."""
         if self._gpu_hung or _nvml_hung.is_set():
             return None
-        gpu = self._collector("accelerators")
         if not self._may_nvml():
-            return gpu.info()  # type: ignore[no-any-return]  # no driver: instant
+            return []  # no driver: no GPU
+        gpu = self._collector("accelerators")
         if not self._guard_gpu:
             # the sampling thread's watch (gpu_hung) reports a hang; this caller only stops waiting
             return gpu_info_within(gpu, GPU_DEADLINE_S)
