@@ -258,6 +258,7 @@ class _Record:
         # issue 9: (port, addr, project)
         self.prometheus: tuple[int | None, str | None, str | None] = (None, None, None)
         self.exporter: Any = None
+        self.held: Any = None  # the shard connection create() opened
 
     def create(self, opts: RunOptions, project: str, started: float) -> None:
         self.prometheus = (opts.prometheus_port, opts.prometheus_addr, project)
@@ -289,8 +290,13 @@ class _Record:
                                      ended_at=None, pid=os.getpid(),
                                      pid_start=_env.process_start(), heartbeat_at=started)
                 self.shard_path = shard.path
-            finally:
+            except BaseException:
                 shard.close()
+                raise
+            # held until the run ends: closing the shard's last connection checkpoints and
+            # removes its WAL, which each writer of the run (sampler, console, description)
+            # would then create again
+            self.held = shard
         except StoreError as exc:
             self.warn(f"{exc}; running the command without recording it")
 
@@ -365,6 +371,8 @@ class _Record:
             self.recorder.close()
         if self.exporter is not None:  # issue 9
             self.exporter.close()
+        if self.held is not None:
+            self.held.close()
         return peaks
 
 

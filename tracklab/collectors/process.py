@@ -22,7 +22,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -44,28 +43,36 @@ _FD_SIZE_COUNTS = _HAS_PROC and tuple(
     int(x) for x in os.uname().release.split(".")[:2] if x.isdigit()) >= (6, 2)
 
 
-@dataclass
 class _Reading:
-    cpu: float  # user + system seconds; children_* would re-add reaped workers
-    rss: int  # bytes
-    threads: int
-    io: tuple[int, int] | None  # read_bytes, write_bytes since the process started
-    fds: int | None
-    start: Any  # identity: start time in clock ticks (Linux) or psutil create_time
+    """One process's reading. (Plain classes: importing ``dataclasses`` costs every
+    ``tracklab run`` ~4 ms of start-up.)"""
+
+    __slots__ = ("cpu", "fds", "io", "rss", "start", "threads")
+
+    def __init__(self, *, cpu: float, rss: int, threads: int, io: tuple[int, int] | None,
+                 fds: int | None, start: Any) -> None:
+        self.cpu = cpu  # user + system seconds; children_* would re-add reaped workers
+        self.rss = rss  # bytes
+        self.threads = threads
+        self.io = io  # read_bytes, write_bytes since the process started
+        self.fds = fds
+        self.start = start  # identity: start time in clock ticks (Linux) or psutil create_time
 
 
-@dataclass
 class _Tracked:
     """What is remembered about one process between samples."""
 
-    proc: psutil.Process
-    start: Any = None
-    cpu: float | None = None  # at the last sample
-    io: tuple[int, int] | None = None  # at the last sample
-    uss: int | None = None  # bytes, as of uss_at
-    uss_at: float | None = None  # monotonic seconds
-    verified_at: float = 0.0  # monotonic seconds
-    threads: int = 0  # at the last sample
+    __slots__ = ("cpu", "io", "proc", "start", "threads", "uss", "uss_at", "verified_at")
+
+    def __init__(self, proc: psutil.Process, verified_at: float = 0.0) -> None:
+        self.proc = proc
+        self.start: Any = None
+        self.cpu: float | None = None  # at the last sample
+        self.io: tuple[int, int] | None = None  # at the last sample
+        self.uss: int | None = None  # bytes, as of uss_at
+        self.uss_at: float | None = None  # monotonic seconds
+        self.verified_at = verified_at  # monotonic seconds
+        self.threads = 0  # at the last sample
 
 
 class ProcessTreeCollector:
