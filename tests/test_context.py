@@ -291,3 +291,17 @@ def test_every_writer_creates_the_run_row_alike(tmp_path: Path) -> None:
         assert json.loads(row["system"])["cpu_count"]
         assert json.loads(row["context"])["python"]["executable"]
     assert monitored["system"] is None and monitored["context"] is None
+
+
+def test_what_the_sdk_reads_without_psutil_is_what_psutil_says() -> None:
+    """The start time that tells a live run's writer from a reused pid, and the machine's CPU
+    and memory counts, read from /proc and /sys, agree with psutil's."""
+    import psutil
+
+    from tracklab import _env
+    from tracklab.context import _cpus_and_memory
+
+    assert abs((_env.process_start() or 0) - psutil.Process().create_time()) < 0.05
+    assert _cpus_and_memory() == {"cpu_count": psutil.cpu_count(logical=True),
+                                  "cpu_physical": psutil.cpu_count(logical=False),
+                                  "memory_total": psutil.virtual_memory().total}

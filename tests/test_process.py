@@ -373,7 +373,7 @@ def test_tracklabs_own_helper_commands_are_not_part_of_the_tree() -> None:
     import threading
 
     from tracklab import context
-    from tracklab.collectors._tree import HELPER_PIDS
+    from tracklab.collectors._helpers import HELPER_PIDS
 
     c = process.ProcessTreeCollector()
     sleeper = [sys.executable, "-c", "import time; time.sleep(3)"]

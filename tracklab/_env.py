@@ -100,6 +100,17 @@ def redact_env(env: dict[str, str]) -> dict[str, str]:
 def process_start() -> float | None:
     """This process's start time (s since epoch): with the pid, it tells a reader whether the
     process that owns a run is still the one running (pids are reused)."""
+    if os.path.exists("/proc/self/stat"):
+        # what psutil's create_time() reads on Linux: the start in clock ticks after boot,
+        # plus the boot time; read here, a training process need not import psutil for it
+        try:
+            with open("/proc/self/stat", "rb") as f:
+                ticks = int(f.read().rpartition(b")")[2].split()[19])
+            with open("/proc/stat", "rb") as f:
+                btime = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
+            return ticks / os.sysconf("SC_CLK_TCK") + btime
+        except (OSError, ValueError, IndexError, StopIteration):
+            pass
     import psutil  # not at import time: `import tracklab` stays light
 
     try:

@@ -20,10 +20,7 @@ def system_info(store_dir: str = ".", collectors: Any = None) -> dict[str, Any]:
     """
     import platform
 
-    import psutil
-
     from .collectors import SystemCollectors
-    from .collectors.cpu import cpu_model
 
     own = collectors is None
     if own:
@@ -42,9 +39,7 @@ def system_info(store_dir: str = ".", collectors: Any = None) -> dict[str, Any]:
         "system": platform.system(),
         "hostname": platform.node(),
         "cpu_model": cpu_model(),
-        "cpu_count": psutil.cpu_count(logical=True),
-        "cpu_physical": psutil.cpu_count(logical=False),
-        "memory_total": psutil.virtual_memory().total,
+        **_cpus_and_memory(),
         "python": sys.version.split()[0],
         "python_executable": sys.executable,
         "gpu_count": None if found is None else len(gpus),
@@ -55,6 +50,50 @@ def system_info(store_dir: str = ".", collectors: Any = None) -> dict[str, Any]:
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "store": os.path.abspath(store_dir),
     }
+
+
+def cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or None
+
+
+def _cpus_and_memory() -> dict[str, int | None]:
+    """``cpu_count`` (logical), ``cpu_physical`` (cores) and ``memory_total`` (bytes), as psutil
+    counts them; read from /sys and /proc on Linux, so that the process being described (a
+    training script's) need not import psutil for three numbers."""
+    try:
+        cpu = "/sys/devices/system/cpu"
+        cores = set()
+        for name in os.listdir(cpu):
+            if name[3:].isdigit() and name.startswith("cpu"):
+                for leaf in ("core_cpus_list", "thread_siblings_list"):
+                    try:
+                        with open(f"{cpu}/{name}/topology/{leaf}", "rb") as f:
+                            cores.add(f.read().strip())
+                        break
+                    except FileNotFoundError:
+                        continue
+        with open("/proc/meminfo", "rb") as f:
+            total = next(int(line.split()[1]) * 1024 for line in f
+                         if line.startswith(b"MemTotal:"))
+        if cores:
+            return {"cpu_count": os.cpu_count(), "cpu_physical": len(cores),
+                    "memory_total": total}
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    import psutil
+
+    return {"cpu_count": psutil.cpu_count(logical=True),
+            "cpu_physical": psutil.cpu_count(logical=False),
+            "memory_total": psutil.virtual_memory().total}
 
 
 # -- run context: code state, interpreter, packages ------------------------------------------------
@@ -77,7 +116,7 @@ def _helper(argv: list[str], **popen: Any) -> tuple[int, bytes]:
     """
     import subprocess
 
-    from .collectors._tree import HELPER_PIDS
+    from .collectors._helpers import HELPER_PIDS
 
     with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, **popen) as p:
@@ -103,7 +142,7 @@ def _gits(cwd: str, calls: list[list[str]]) -> list[bytes | None]:
     GIT_TIMEOUT_S: a run's description waits for the slowest, not for their sum."""
     import subprocess
 
-    from .collectors._tree import HELPER_PIDS
+    from .collectors._helpers import HELPER_PIDS
 
     env = dict(os.environ, **_GIT_ENV)
     procs: list[subprocess.Popen[bytes] | None] = []

@@ -56,7 +56,7 @@ class Description:
             (the wrapper's sampler's), else ``system_info`` opens its own.
     """
 
-    def __init__(self, shard_path: str, num: int, *, store_dir: str, command: list[str],
+    def __init__(self, shard_path: str, num: int | None, *, store_dir: str, command: list[str],
                  cwd: str, environ: Mapping[str, str] | None = None, save_diff: bool = False,
                  collectors: Any = None) -> None:
         self.shard_path = shard_path
@@ -64,7 +64,16 @@ class Description:
         self._args = (store_dir, command, cwd, environ, save_diff, collectors)
         self._lock = threading.Lock()  # held while a result is written
         self._late = False
+        self._row = threading.Event()  # the run's row exists (num is known)
+        if num is not None:
+            self._row.set()
         self._thread = threading.Thread(target=self._work, name="tracklab-sysinfo", daemon=True)
+
+    def row_created(self, num: int) -> None:
+        """The run's row, for a description started before it was created (it then describes
+        while the row is made, and stores once it is)."""
+        self.num = num
+        self._row.set()
 
     def start(self) -> Description:
         self._thread.start()
@@ -79,6 +88,7 @@ class Description:
         if self._lock.acquire(timeout=wait):
             self._late = True
             self._lock.release()
+        self._row.set()  # a description still waiting for a row that never came: let it end
 
     def _work(self) -> None:
         from .context import run_context, system_info
@@ -87,10 +97,10 @@ class Description:
         store_dir, command, cwd, environ, save_diff, collectors = self._args
         try:
             info = dumps_exact(system_info(store_dir, collectors))
-            self._store(lambda shard: shard.update_run(self.num, system=info))
+            self._store(lambda shard, num: shard.update_run(num, system=info))
             ctx = run_context(command, cwd, environ, save_diff)
-            self._store(lambda shard: shard.edit_run_json(
-                self.num, "context", lambda old: {**(old or {}), **ctx}))
+            self._store(lambda shard, num: shard.edit_run_json(
+                num, "context", lambda old: {**(old or {}), **ctx}))
         except Exception:  # an optional description: the run goes on without it
             import logging
 
@@ -100,11 +110,12 @@ class Description:
     def _store(self, write: Any) -> None:
         from .store import Shard
 
+        self._row.wait()
         with self._lock:
-            if self._late:
+            if self._late or self.num is None:
                 return  # the run has ended meanwhile: its store is no longer ours
             shard = Shard(self.shard_path)
             try:
-                write(shard)
+                write(shard, self.num)
             finally:
                 shard.close()

@@ -110,6 +110,7 @@ class Run(RunStoreMixin):
         self._run_num: int | None = None
         self._shard_path: str | None = None
         self._sysinfo: Any = None  # a run_record.Description
+        self._held: Any = None  # the shard connection _open() created the run with
         self.queue: Any = None  # a PointQueue once the store is open
         try:
             self._open(system_monitor)
@@ -213,6 +214,7 @@ class Run(RunStoreMixin):
                             1 if failed and exit_code is None else (exit_code or 0))
         elif self.summary and self._run_num is not None:  # issue 8: the wrapper owns the rest
             self._set_final(None, None)
+        self._release()
 
     def __enter__(self) -> Run:
         return self

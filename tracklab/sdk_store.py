@@ -43,6 +43,7 @@ class RunStoreMixin:
     _run_num: int | None
     _shard_path: str | None
     _sysinfo: Any
+    _held: Any
     _warn: Warn
 
     def _open(self, system_monitor: bool) -> None:
@@ -52,7 +53,21 @@ class RunStoreMixin:
         from .store.codec import dumps_exact, encode_values
         from .writer import PAGE_CACHE_KIB, PointWriter
 
-        shard = store.open_shard(self.dir, self.node)
+        description = None
+        if not self.attached:
+            from .run_record import Description
+
+            # started first, so that it describes while the run's row is made (a fresh store
+            # creates its tables meanwhile); finish() waits for it at most SYSINFO_WAIT_S
+            description = Description(
+                os.path.join(self.dir, store.shard_name(self.node)), None, store_dir=self.dir,
+                command=[sys.executable, *sys.argv], cwd=os.getcwd()).start()
+        try:
+            shard = store.open_shard(self.dir, self.node)
+        except BaseException:
+            if description is not None:
+                description.end(0.0)
+            raise
         self._shard_path = shard.path
         now = time.time()
         try:
@@ -76,8 +91,14 @@ class RunStoreMixin:
             if self.config and existing:
                 self._run_num = num
                 self._save_config(shard)
-        finally:
+        except BaseException:
             shard.close()
+            if description is not None:
+                description.end(0.0)
+            raise
+        # held until finish(): closing a shard's last connection checkpoints and deletes its
+        # WAL, which the writer and the description would each create again
+        self._held = shard
         self._run_num = num
         path = self._shard_path
         self._writer = PointWriter(lambda: store.Shard(path, cache_kib=PAGE_CACHE_KIB), num, proc,
@@ -85,13 +106,9 @@ class RunStoreMixin:
         self.queue = self._writer.queue
         self._encode = encode_values
         self._header = HEADER.pack
-        if not self.attached:
-            from .run_record import Description
-
-            # waited on for at most SYSINFO_WAIT_S by finish(), after which it writes nothing
-            self._sysinfo = Description(path, num, store_dir=self.dir,
-                                        command=[sys.executable, *sys.argv],
-                                        cwd=os.getcwd()).start()
+        if description is not None:
+            description.row_created(num)
+            self._sysinfo = description
         if system_monitor and not self.attached:
             from .monitoring import get_run_system_monitor
 
@@ -129,6 +146,11 @@ class RunStoreMixin:
     def _end_sysinfo(self, wait: float) -> None:
         if self._sysinfo is not None:
             self._sysinfo.end(wait)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def _set_final(self, status: str | None, exit_code: int | None) -> None:
         """Write the end of an owned run, and ``summary`` merged into the run's ``user``
