@@ -25,18 +25,72 @@ _LAZY = {
     "RunSystemMonitor": "monitoring",
     "monitor_cpu": "hardware", "monitor_memory": "hardware", "monitor_gpu": "hardware",
     "monitor_hardware": "hardware", "integrate_with_run": "hardware",
+    **{name: "sdk_compat" for name in (
+        "Image", "Table", "Histogram", "Artifact", "Video", "Audio", "Html", "Object3D",
+        "Settings", "login", "define_metric", "watch", "unwatch", "log_artifact",
+        "use_artifact", "save", "alert")},
 }
+# `import tracklab as wandb`: wandb.run, wandb.config and wandb.summary are the current run's,
+# looked up on every access (never cached: the current run changes)
+_CURRENT = {"run": None, "config": "config", "summary": "summary"}
 
 __all__ = [
-    "AmbiguousRun", "Run", "RunNotFound", "RunSystemMonitor", "RunView", "StoreError",
-    "TracklabError", "TracklabWarning", "UsageError", "__version__", "cleanup_run_monitor",
-    "current_run", "finish", "get_run_system_monitor", "init", "integrate_with_run",
-    "list_runs", "log", "monitor_cpu", "monitor_gpu", "monitor_hardware", "monitor_memory",
+    "AmbiguousRun",
+    "Artifact",
+    "Audio",
+    "Histogram",
+    "Html",
+    "Image",
+    "Object3D",
+    "Run",
+    "RunNotFound",
+    "RunSystemMonitor",
+    "RunView",
+    "Settings",
+    "StoreError",
+    "Table",
+    "TracklabError",
+    "TracklabWarning",
+    "UsageError",
+    "Video",
+    "__version__",
+    "alert",
+    "cleanup_run_monitor",
+    "current_run",
+    "define_metric",
+    "finish",
+    "get_run_system_monitor",
+    "init",
+    "integrate_with_run",
+    "list_runs",
+    "log",
+    "log_artifact",
+    "login",
+    "monitor_cpu",
+    "monitor_gpu",
+    "monitor_hardware",
+    "monitor_memory",
     "open_run",
+    "save",
+    "unwatch",
+    "use_artifact",
+    "watch",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _CURRENT:
+        from . import sdk
+
+        run = sdk._current
+        attr = _CURRENT[name]
+        if attr is None:
+            return run
+        if run is None:  # before init(): an empty one that keeps nothing, as wandb's
+            from .sdk_config import Config, Summary
+
+            return Config(None) if name == "config" else Summary()
+        return getattr(run, attr)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tracklab' has no attribute {name!r}")
@@ -57,3 +111,22 @@ if TYPE_CHECKING:
     )
     from .monitoring import RunSystemMonitor, cleanup_run_monitor, get_run_system_monitor
     from .runs import RunView, list_runs, open_run
+    from .sdk_compat import (
+        Artifact,
+        Audio,
+        Histogram,
+        Html,
+        Image,
+        Object3D,
+        Settings,
+        Table,
+        Video,
+        alert,
+        define_metric,
+        log_artifact,
+        login,
+        save,
+        unwatch,
+        use_artifact,
+        watch,
+    )

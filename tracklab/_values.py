@@ -34,6 +34,8 @@ def clean(data: Mapping[str, Any], warn: Warn, prefix: str = "") -> dict[str, An
             out[name] = v
         elif isinstance(v, Mapping):
             out.update(clean(v, warn, f"{name}."))
+        elif getattr(t, "_tracklab_media", False):
+            continue  # a wandb.Image-like object: it said so itself, once, when made
         else:
             num = to_number(v)
             if num is None:
