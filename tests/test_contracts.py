@@ -21,7 +21,8 @@ def test_every_public_name_exists() -> None:
 
 def test_import_tracklab_is_light() -> None:
     code = ("import sys, tracklab; heavy = [m for m in ('typer', 'rich', 'sqlite_utils', "
-            "'pynvml', 'click', 'numpy') if m in sys.modules]; print(heavy)")
+            "'pynvml', 'click', 'numpy', 'torch', 'tracklab.integrations') if m in sys.modules]; "
+            "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"

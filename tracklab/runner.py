@@ -48,6 +48,7 @@ class RunOptions(NamedTuple):
     capture_limit: int = 10 * 1024 * 1024  # bytes of output stored per run (head + tail)
     save_diff: bool = False  # issue 8: store the text of `git diff HEAD` in the run context
     carbon_intensity: float | None = None  # issue 6: gCO2e/kWh; the summary gets grams CO2e
+    no_tensorboard: bool = False  # scalars of TensorBoard/CSVLogger files stay out of the run
 
 
 class RunResult(NamedTuple):

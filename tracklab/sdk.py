@@ -264,7 +264,8 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
          system_monitor: bool = False, dir: str | None = None, *,
          tags: Any = None, notes: str | None = None, group: str | None = None,
          job_type: str | None = None, mode: str | None = None, reinit: Any = None,
-         resume: Any = None, id: str | None = None, **ignored: Any) -> Run:
+         resume: Any = None, id: str | None = None,
+         _rank: tuple[int | None, int | None] | None = None, **ignored: Any) -> Run:
     """Start a run, or attach to the one ``tracklab run`` started (``$TRACKLAB_RUN_ID``).
 
     wandb's arguments work too (README, "The wandb shape"): ``tags``, ``notes``, ``group`` and
@@ -304,7 +305,7 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
     _install_hooks()
     meta = {"tags": _tag_list(tags), "notes": notes, "group": group, "job_type": job_type}
     run = Run(project=project, name=name, config=config, system_monitor=system_monitor, dir=dir,
-              meta=meta, run_id=id, resume=resume)
+              meta=meta, run_id=id, resume=resume, rank=_rank)
     with _lock:
         _current = run
         _live.append(run)
