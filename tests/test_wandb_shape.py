@@ -141,7 +141,7 @@ def test_resume_appends_to_the_run_and_its_steps_go_on() -> None:
 def test_under_the_wrapper_tags_join_and_dir_does_not_split_the_store(tmp_path: Path) -> None:
     script = write_script(tmp_path, f"""
 import tracklab as wandb
-run = wandb.init(project="p", tags=["from-script"], notes="script note", group="g",
+run = wandb.init(project="p", tags=["from-script"], notes="script note", group="sweep-7",
                  dir={str(tmp_path / "wandb")!r})
 wandb.log({{"loss": 1.0}})
 wandb.finish()
@@ -157,5 +157,6 @@ wandb.finish()
     assert info["tags"] == ["cli", "from-script"]
     assert info["notes"] == "cli note\nscript note"
     run = tracklab.open_run("latest")
-    assert run.info["context"]["group"] == "g"
+    assert run.info["context"]["group"] == "sweep-7"
+    assert "sweep-7" in run_tracklab("show", "latest").stdout
     assert [(p["key"], p["step"]) for p in run.metrics()] == [("loss", 0)]
