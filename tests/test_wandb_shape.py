@@ -15,6 +15,14 @@ from tests.conftest import run_tracklab, write_script
 from tracklab.errors import TracklabWarning, UsageError
 
 
+@pytest.fixture(autouse=True)
+def _say_again() -> None:
+    """Each test sees the once-per-process warnings afresh."""
+    from tracklab import sdk_compat
+
+    sdk_compat._said.clear()
+
+
 def _steps(run_id: str) -> list[tuple[str, int]]:
     return [(p["key"], p["step"]) for p in tracklab.open_run(run_id).metrics()]
 
@@ -39,6 +47,7 @@ def test_a_wandb_script_runs_and_keeps_what_it_gave(capsys: pytest.CaptureFixtur
         img = wandb.Image([[0, 1]], caption="x")
         wandb.log({"sample": img, "c": 1.0})
         wandb.log({"sample": wandb.Image(None)})
+        wandb.log({"examples": [wandb.Image(None), wandb.Image(None)]})  # a batch of them
     assert len(w) == 1
     with pytest.warns(TracklabWarning, match="Table objects"):
         table = wandb.Table(columns=["x"])
@@ -54,7 +63,7 @@ def test_a_wandb_script_runs_and_keeps_what_it_gave(capsys: pytest.CaptureFixtur
     assert info["context"]["group"] == "sweep-1" and info["context"]["job_type"] == "train"
     assert info["context"]["metrics"] == {"val/acc": {"step_metric": "epoch", "summary": "max"}}
     assert info["summary"]["user"] == {"best": 0.9, "final": 1}
-    assert _steps(run.id) == [("a", 0), ("b", 0), ("a", 5), ("a", 6), ("c", 7)]
+    assert _steps(run.id) == [("a", 0), ("b", 0), ("a", 5), ("a", 6), ("c", 7)]  # as wandb
     assert wandb.run is None
 
 
@@ -80,6 +89,7 @@ def test_disabled_by_wandb_mode_or_the_argument(monkeypatch: pytest.MonkeyPatch,
     wandb.config.b = 2
     assert wandb.config.a == 1 and wandb.config.b == 2
     wandb.define_metric("x", summary="min")
+    wandb.log({"img": wandb.Image(None)})  # no warning: nothing is recorded anyway
     run.finish()
     assert not store_dir.exists()
 

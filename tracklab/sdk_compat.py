@@ -33,6 +33,10 @@ class _Media:
     _tracklab_media = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from . import _env, sdk
+
+        if _env.disabled() or isinstance(sdk._current, sdk._DisabledRun):
+            return  # nothing is recorded anyway: nothing to say
         kind = type(self).__name__
         _once(f"media:{kind}", f"tracklab: {kind} objects are accepted and not stored "
               "(tracklab records numbers only)")

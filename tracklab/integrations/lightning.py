@@ -64,7 +64,9 @@ class TracklabLogger(Logger):  # type: ignore[misc]
 
     @property
     def name(self) -> str:
-        return str(self.experiment.name)
+        # the project, as wandb's and MLflow's loggers give theirs: checkpoints then go to
+        # <default_root_dir>/<project>/<run id>/checkpoints, not one folder per run name
+        return str(self.experiment.project)
 
     @property
     def version(self) -> str:
