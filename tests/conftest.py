@@ -36,14 +36,14 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def _finish_sdk_state():
     """Finish any run or monitor a test left open, so tests do not leak into each other."""
     yield
-    import tracklab.sdk as sdk
+    import tracklab.sdk.run as sdk
 
     for run in list(sdk._live):
         run.finish()
     sdk._cur.run = sdk._last = None
     sdk._exception.clear()
-    if "tracklab.monitoring" in sys.modules:
-        sys.modules["tracklab.monitoring"]._at_exit()
+    if "tracklab.sdk.system_monitor" in sys.modules:
+        sys.modules["tracklab.sdk.system_monitor"]._at_exit()
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_fast_run_parser_knows_exactly_the_typer_options() -> None:
     import typer.main
 
     from tracklab_cli.app import app
-    from tracklab_cli.options import RUN_OPTIONS
+    from tracklab_cli.commands.options import RUN_OPTIONS
 
     run_cmd = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     typer_names = {n for p in run_cmd.params for n in getattr(p, "opts", [])

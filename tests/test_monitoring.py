@@ -20,8 +20,8 @@ import pytest
 
 import tracklab
 from tests import fakes
-from tracklab import monitoring
 from tracklab.errors import TracklabWarning
+from tracklab.sdk import system_monitor as monitoring
 
 FULL = {"nodeId", "timestamp", "cpu", "memory", "disk", "network", "accelerators"}
 GIB = 1024**3
@@ -187,7 +187,7 @@ def test_a_raising_callback_is_logged_once_and_nothing_stops(
     assert calls["bad"] == calls["good"] == mon.sampler.count
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
-    assert warnings[0].name == "tracklab.monitoring" and "bad" in warnings[0].getMessage()
+    assert warnings[0].name == "tracklab.sdk.system_monitor" and "bad" in warnings[0].getMessage()
     assert warnings[0].exc_info and warnings[0].exc_info[0] is IndexError
 
 
@@ -621,7 +621,7 @@ def test_periodic_samples_count_at_once_and_their_statistics_are_whole_at_close(
     a reader of a live run counts every sample, and a closed recorder leaves statistics that
     cover every sample."""
     from tracklab import store as st
-    from tracklab.recorder import SampleRecorder
+    from tracklab.sampling.recorder import SampleRecorder
     from tracklab.store.codec import dumps_exact
 
     shard = st.open_shard(str(isolated_env), "n")

@@ -372,8 +372,8 @@ def test_tracklabs_own_helper_commands_are_not_part_of_the_tree() -> None:
     short commands (git, a package probe): those are left out; a child of the user's is not."""
     import threading
 
-    from tracklab import context
     from tracklab.collectors._tree import HELPER_PIDS
+    from tracklab.sampling import machine as context
 
     c = process.ProcessTreeCollector()
     sleeper = [sys.executable, "-c", "import time; time.sleep(3)"]

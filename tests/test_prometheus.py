@@ -84,7 +84,7 @@ def snapshot(node: str = "n1") -> dict[str, Any]:
 @pytest.fixture
 def exporter() -> Iterator[Any]:
     pytest.importorskip("prometheus_client")
-    from tracklab.prometheus import PrometheusExporter
+    from tracklab.sampling.prometheus import PrometheusExporter
 
     made: list[Any] = []
 
@@ -162,7 +162,7 @@ def test_training_metrics_from_the_store(exporter: Any, monkeypatch: pytest.Monk
 def test_close_releases_the_port_and_from_env(exporter: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from tracklab.errors import TracklabWarning
-    from tracklab.prometheus import PrometheusExporter, from_env
+    from tracklab.sampling.prometheus import PrometheusExporter, from_env
 
     e = exporter()
     port = e.port
@@ -341,7 +341,7 @@ def test_dashboard_uses_exported_metrics() -> None:
     """The shipped dashboard parses and names only series the exporter serves."""
     import re
 
-    from tracklab.prometheus import GPU_GAUGES, SYSTEM_GAUGES
+    from tracklab.sampling.prometheus import GPU_GAUGES, SYSTEM_GAUGES
 
     served = {n for n, *_ in SYSTEM_GAUGES + GPU_GAUGES} | {
         "tracklab_sample_timestamp_seconds", "tracklab_gpu_info", "tracklab_metric",

@@ -178,7 +178,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_oom_kill_counter_turns_killed_into_oom_killed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tracklab import verdict
+    from tracklab.wrapper import verdict
 
     monkeypatch.setattr(verdict, "oom_kills", lambda pid: 4)  # the cgroup's counter, read now
     assert verdict.verdict(-signal.SIGKILL, False, None, oom_before=3)[0] == "oom-killed"
