@@ -147,7 +147,7 @@ def test_training_metrics_from_the_store(exporter: Any, monkeypatch: pytest.Monk
     run.log({"bad": math.nan})
     run.finish()
     view = tracklab.open_run(run.id)
-    (shard, row), = view._parts
+    (shard, row), = view.parts
     where = (shard.path, row["num"])
     view.close()
     e = exporter(run_id=run.id, store=lambda: where)

@@ -209,12 +209,12 @@ def _vm_steps(view: Any, fn: Any) -> int:
         count[0] += 1
         return 0
 
-    for shard, _ in view._parts:
+    for shard, _ in view.parts:
         shard.conn.set_progress_handler(tick, 1000)
     try:
         fn()
     finally:
-        for shard, _ in view._parts:
+        for shard, _ in view.parts:
             shard.conn.set_progress_handler(None, 0)
     return count[0]
 
@@ -240,7 +240,7 @@ def test_views_of_a_day_long_run_read_a_bounded_number_of_rows(at_recorded: dict
             figures[name] = (steps_big, steps_small, time.perf_counter() - t0)
             # a full scan of the samples alone would be thousands of steps; seeks are tens
             assert steps_big < 300, (name, figures)
-        shard, row = view._parts[0]
+        shard, row = view.parts[0]
         scan = _vm_steps(view, lambda: sum(1 for _ in shard.samples(row["num"])))
         assert scan > 10 * max(s for s, _, _ in figures.values()), (scan, figures)
         data = summarize(view)

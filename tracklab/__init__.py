@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tracklab._version import __version__
 from tracklab.errors import (
     AmbiguousRun,
     RunNotFound,
@@ -16,8 +17,6 @@ from tracklab.errors import (
     UsageError,
 )
 from tracklab.sdk.run import Run, current_run, finish, init, log
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "open_run": "read.runs", "list_runs": "read.runs", "RunView": "read.runs",

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tracklab.wrapper.console_store import BOTH, MARKER
+from tracklab.store.schema import BOTH, MARKER
 
 
 def not_captured(view: Any) -> str | None:
@@ -37,7 +37,7 @@ def console_lines(view: Any, stream: str | None = None, tail: int | None = None,
     # a row holds one or more lines, so the last `tail` rows hold the last `tail` lines
     streams = (stream, BOTH, MARKER) if stream else None
     out: list[dict[str, Any]] = []
-    for i, (shard, row) in enumerate(view._parts):
+    for i, (shard, row) in enumerate(view.parts):
         start = after.get(i, 0) if after is not None else 0
         rows = shard.console(row["num"], streams, tail, start)
         if rows and after is not None:
@@ -45,7 +45,7 @@ def console_lines(view: Any, stream: str | None = None, tail: int | None = None,
         node = row["node"]
         out.extend({"time": t, "stream": s, "line": line, "node": node}
                    for _rowid, t, s, text in rows for line in text.split("\n"))
-    if len(view._parts) > 1:
+    if len(view.parts) > 1:
         out.sort(key=lambda r: r["time"])
     return out[-tail:] if tail is not None and tail > 0 else ([] if tail == 0 else out)
 
@@ -58,12 +58,12 @@ def follow_console(view: Any, stream: str | None = None, tail: int | None = None
 
     after: dict[int, int] = {}
     first = console_lines(view, stream, tail, after)
-    for i, (shard, row) in enumerate(view._parts):
+    for i, (shard, row) in enumerate(view.parts):
         after.setdefault(i, 0 if tail != 0 else _last_rowid(shard, row["num"]))
     yield first
     while True:
         live = False
-        for shard, row in view._parts:
+        for shard, row in view.parts:
             fresh = shard.run_rows("num = ?", (row["num"],))
             live = live or bool(fresh and resolve_status(fresh[0]) == "running")
         batch = console_lines(view, stream, None, after)

@@ -55,7 +55,7 @@ def read_samples(view: Any, n: int = MAX_SAMPLES) -> list[dict[str, Any]]:
     from tracklab.store.codec import decode_sample
 
     best: tuple[int, Any, dict[str, Any]] | None = None
-    for shard, row in view._parts:
+    for shard, row in view.parts:
         count = shard.sample_count(row["num"])
         if count and (best is None or count > best[0]):
             best = (count, shard, row)

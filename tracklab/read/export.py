@@ -42,7 +42,7 @@ def iter_export(view: RunView, what: str = "metrics",
                 ps = names[paths_json] = json.loads(paths_json)
             yield t, row["node"], list(zip(ps, decode_sample(blob)))
 
-    for t, node, pairs in heapq.merge(*(node_rows(s, r) for s, r in view._parts),
+    for t, node, pairs in heapq.merge(*(node_rows(s, r) for s, r in view.parts),
                                       key=lambda x: x[0]):
         for p, v in pairs:
             if type(v) in (int, float) and (want is None or p in want) and _measure(p):

@@ -112,7 +112,7 @@ def fleet_summary(view: Any) -> dict[str, Any] | None:
 
     Figures a node lacks (no GPU, no training metrics) are ``None`` and left out of the summary.
     """
-    parts = view._parts
+    parts = view.parts
     if len(parts) < 2:
         return None
     offsets = time_offsets(parts)

@@ -154,7 +154,7 @@ def report_html(view: RunView, n: int = 400) -> str:
     (``n`` points a series). After its script has run, ``<html data-charts-drawn="N">``."""
     from html import escape
 
-    from tracklab import __version__
+    from tracklab._version import __version__
     from tracklab.read.show import summarize
 
     data = summarize(view)

@@ -56,12 +56,27 @@ def _open_shards(store_dir: str) -> list[Shard]:
 
 
 class RunView:
-    """One run, merged over the shards (nodes) that hold it. Read-only."""
+    """One run, merged over the shards (nodes) that hold it. Read-only.
+
+    A context manager: ``with tracklab.open_run("latest") as run:`` closes its shards at the end.
+    """
 
     def __init__(self, parts: list[tuple[Shard, dict[str, Any]]], store_dir: str) -> None:
         self._parts = parts
         self.store_dir = store_dir
         self.id: str = parts[0][1]["id"]
+
+    def __enter__(self) -> RunView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def parts(self) -> list[tuple[Shard, dict[str, Any]]]:
+        """The run on each node that holds it: ``(shard, row)``, ``row`` being that node's run
+        record as stored (columns of the ``runs`` table)."""
+        return self._parts
 
     # -- the record ------------------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracklab.read.console import console_lines
 from tracklab.read.figures import GPU_ROWS, SYSTEM_ROWS
 from tracklab.read.fleet import fleet_summary
 from tracklab.read.runs import RunView
-from tracklab.sampling.machine import context_summary
 
 
 def summarize(view: RunView) -> dict[str, Any]:
@@ -54,3 +54,19 @@ def summarize(view: RunView) -> dict[str, Any]:
         # issue 8: summary values (metric lasts + run.summary), last lines if it ended badly
         **context_summary(view, info),
     })
+
+
+LAST_LINES = 20  # lines of output ``show`` prints for a run that ended badly
+
+
+ENDED_BADLY = frozenset({"failed", "killed", "oom-killed", "crashed", "terminated",
+                         "interrupted"})
+
+
+def context_summary(view: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """For ``show``: ``summary`` (each metric's last value, overridden by ``run.summary``) and
+    ``last_lines`` (the last :data:`LAST_LINES` of output when the run did not finish well)."""
+    values: dict[str, Any] = {k: s["last"] for k, s in view.metric_summary().items()}
+    values.update((info.get("summary") or {}).get("user") or {})
+    last = console_lines(view, tail=LAST_LINES) if info.get("status") in ENDED_BADLY else []
+    return {"summary": values, "last_lines": last}

@@ -5,7 +5,7 @@ self-contained HTML report, built on :func:`panels`, is :mod:`tracklab.read.repo
 Everything reads through :class:`~tracklab.read.runs.RunView` and the index seeks of
 :mod:`tracklab.store.series`, so a trend of ``n`` columns reads about ``n`` samples and ``n``
 points whether the run lasted a minute or a day (86,400 samples, a million points). Nothing here
-writes except :func:`remove_run`, so every view works on a run that is still being written.
+writes, so every view works on a run that is still being written.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def span(view: RunView, info: dict[str, Any] | None = None) -> tuple[float, floa
     start = float(info["started_at"])
     end = info.get("ended_at")
     if end is None:
-        ends = [s[1] for shard, row in view._parts
+        ends = [s[1] for shard, row in view.parts
                 if (s := series.sample_span(shard, row["num"])) is not None]
         ends += [m["last_time"] for m in view.metric_summary().values() if m["last_time"]]
         end = max([*ends, info.get("heartbeat_at") or start, start])
@@ -69,7 +69,7 @@ def span(view: RunView, info: dict[str, Any] | None = None) -> tuple[float, floa
 def _primary(view: RunView, node: str | None = None) -> tuple[Shard, dict[str, Any]] | None:
     """The part whose samples a system series shows: ``node``'s, else the one with most."""
     best: tuple[int, Shard, dict[str, Any]] | None = None
-    for shard, row in view._parts:
+    for shard, row in view.parts:
         if node is not None and row["node"] != node:
             continue
         count = shard.sample_count(row["num"])
@@ -117,7 +117,7 @@ def metric_points(view: RunView, keys: Iterable[str] | None = None,
     summary = view.metric_summary()
     wanted = [k for k in (summary if keys is None else keys) if k in summary]
     out: dict[str, list[tuple[float, int, Any]]] = {k: [] for k in wanted}
-    for shard, row in view._parts:
+    for shard, row in view.parts:
         sp = series.point_span(shard, row["num"])
         if sp is None:
             continue
@@ -376,18 +376,6 @@ def compare(views: list[RunView], tolerance: float = 0.1) -> dict[str, Any]:
 
 
 # -- housekeeping -------------------------------------------------------------------------------
-
-def remove_run(view: RunView) -> None:
-    """Delete the run from every shard that holds it (points, samples, console, record) and
-    close ``view``. Raises StoreError when a shard cannot be written."""
-    paths = [(shard.path, row["num"]) for shard, row in view._parts]
-    view.close()
-    for path, num in paths:
-        shard = Shard(path, create=False)
-        try:
-            shard.delete_run(num)
-        finally:
-            shard.close()
 
 
 SORT_KEYS = {"started": ("started_at", True), "duration": ("duration", True),

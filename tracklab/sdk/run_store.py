@@ -169,8 +169,8 @@ class RunStoreMixin:
         """Write the end of an owned run, and ``summary`` merged into the run's ``user``
         summary (an attached process passes None: only its summary, merged with other ranks')."""
         from tracklab import store
-        from tracklab.sampling.machine import merge_summary
         from tracklab.sdk.plain import to_plain
+        from tracklab.store.edits import merge_summary
 
         assert self._shard_path is not None and self._run_num is not None
         try:

@@ -158,8 +158,8 @@ class RunChannel:
             return
         from tracklab import store
         from tracklab.errors import StoreError
-        from tracklab.sampling.machine import merge_summary
         from tracklab.sampling.recorder import peaks
+        from tracklab.store.edits import merge_summary
 
         path, num = self.target._resolved
         try:

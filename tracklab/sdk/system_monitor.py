@@ -22,7 +22,7 @@ from typing import Any
 from tracklab import _env
 from tracklab.collectors import SystemCollectors
 from tracklab.sampling.sampler import Sampler
-from tracklab.sdk import samples as channel
+from tracklab.sdk import samples
 from tracklab.sdk.samples import RunChannel, RunTarget, channel_for, run_id_of, sdk_run
 
 __all__ = ["DEFAULT_INTERVAL", "RunChannel", "RunSystemMonitor", "RunTarget",
@@ -284,7 +284,7 @@ def cleanup_run_monitor(run_id: str, project: str | None = None) -> None:
         mon._finish()
     with _registry_lock:
         busy = any(k[0] == run_id for k in _monitors)
-    closed = channel.close_channels(run_id, keep=busy)
+    closed = samples.close_channels(run_id, keep=busy)
     if mons or closed:
         log.debug("cleaned up run %s: %d monitor(s), %d channel(s)", run_id, len(mons), closed)
 
@@ -318,4 +318,4 @@ def _at_exit() -> None:
         _monitors.clear()
     for mon in mons:
         mon._finish()
-    channel.close_all()
+    samples.close_all()

@@ -103,3 +103,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+# The console table's stream names beside "stdout" and "stderr", for its writer and readers:
+MARKER = "tracklab"  # the stream of the marker row where the middle of a long output was cut
+BOTH = "output"  # the stream of stdout and stderr captured together (they went to one place)

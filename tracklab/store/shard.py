@@ -125,6 +125,12 @@ class Shard:
         except sqlite3.Error:
             pass
 
+    def __enter__(self) -> Shard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- transactions ---------------------------------------------------------------------------
 
     @contextlib.contextmanager

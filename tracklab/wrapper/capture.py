@@ -45,7 +45,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from tracklab.wrapper.console_store import BOTH, ConsoleStoreWriter, Line
+from tracklab.store.schema import BOTH
+from tracklab.wrapper.console_store import ConsoleStoreWriter, Line
 from tracklab.wrapper.tty import Channel, copy_winsize, write_all
 
 DEFAULT_LIMIT = 10 * 1024 * 1024  # bytes of line text stored per run (first half + last half)

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tracklab.errors import StoreError
+from tracklab.store.schema import MARKER
 
 if TYPE_CHECKING:
     import threading
@@ -33,8 +34,6 @@ FLOOD_BYTES = 1024 * 1024  # a batch this large past the head is a flood
 MAX_LINE = 64 * 1024  # a longer line (no newline) is stored in pieces of this size
 ROW_BYTES = 64 * 1024  # the most text one stored row holds (whole lines, joined by \n)
 ROW_SPAN_S = 0.1  # lines read further apart than this go to separate rows (their own times)
-MARKER = "tracklab"  # the stream of the marker row where the middle of a long output was cut
-BOTH = "output"  # the stream of stdout and stderr captured together (they went to one place)
 
 Row = tuple[float, str, bytes, int]  # time, stream, text (lines joined by \n), number of lines
 

@@ -352,7 +352,7 @@ class _Record:
             shard = Shard(self.shard_path, timeout=FINAL_TIMEOUT_S)
             try:
                 # issue 8: merged, so the attached processes' run.summary["user"] survives
-                from tracklab.sampling.machine import merge_summary
+                from tracklab.store.edits import merge_summary
 
                 merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
                               fields_from=lambda row: verdict_to_keep(

@@ -36,7 +36,7 @@ def logs(
     """
     from tracklab.read.console import console_lines, follow_console, not_captured
     from tracklab.read.runs import open_run
-    from tracklab.wrapper.console_store import BOTH
+    from tracklab.store.schema import BOTH
 
     which = stream.value if stream is not None else None
     out = sys.stdout
@@ -88,7 +88,7 @@ def tag(
 
     Example: tracklab tag latest baseline lr-sweep
     """
-    from tracklab.sampling.machine import tag_run
+    from tracklab.read.manage import tag_run
 
     if any(not t.strip() for t in tags):
         raise fail("a tag cannot be empty", 2)

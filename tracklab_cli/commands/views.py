@@ -1,6 +1,6 @@
 """Commands that look at runs: watch, plot, report, compare, export, rm.
 
-Each parses, calls :mod:`tracklab.read.trends`, renders (render_views.py) and maps library errors to
+Each parses, calls :mod:`tracklab.read.trends`, renders (tracklab_cli.render.views) and maps library errors to
 one line on stderr and an exit code, like every command (see common.py).
 """
 
@@ -67,7 +67,7 @@ def watch(
     from rich.live import Live
 
     from tracklab.errors import RunNotFound
-    from tracklab.read import trends as views
+    from tracklab.read import trends
     from tracklab.read.runs import list_runs
     from tracklab_cli.render.views import watch_frame
 
@@ -75,7 +75,7 @@ def watch(
     view: Any = None
 
     def frame(going: bool = True) -> Any:
-        return watch_frame(views.live(view), width=min(console.width, 120),
+        return watch_frame(trends.live(view), width=min(console.width, 120),
                            refresh=interval if going and not once else None)
 
     try:
@@ -96,7 +96,7 @@ def watch(
                 while True:
                     time.sleep(interval)
                     try:
-                        view = views.reopen(view)
+                        view = trends.reopen(view)
                     except RunNotFound:
                         raise fail(f"run {run} was deleted while watching") from None
                     going = view.info["status"] == "running"
@@ -146,14 +146,14 @@ def plot(
     except ImportError:
         raise fail("plot needs matplotlib; install it with: pip install 'tracklab[plot]'") \
             from None
-    from tracklab.read import trends as views
+    from tracklab.read import trends
     from tracklab_cli.render.fmt import duration
     from tracklab_cli.render.views import plot_figure
 
     with library_errors():
         view = _open(run, dir)
         try:
-            data = views.panels(view, metric or None, step=step, n=points,
+            data = trends.panels(view, metric or None, step=step, n=points,
                                 max_panels=PLOT_PANELS, max_series=PLOT_SERIES)
             info = view.info
         finally:
@@ -216,7 +216,7 @@ def compare(
 
     Example: tracklab compare run-a run-b
     """
-    from tracklab.read import trends as views
+    from tracklab.read import trends
     from tracklab_cli import render
     from tracklab_cli.render.views import compare as render_compare
 
@@ -227,7 +227,7 @@ def compare(
         try:
             for ref in runs:
                 opened.append(_open(ref, dir))
-            data = views.compare(opened)
+            data = trends.compare(opened)
         finally:
             for v in opened:
                 v.close()
@@ -320,7 +320,7 @@ def rm(
 
     Example: tracklab rm old-run-1 old-run-2 --yes
     """
-    from tracklab.read import trends as views
+    from tracklab.read.manage import remove_run
     from tracklab_cli.render.fmt import duration, when
 
     opened: list[Any] = []
@@ -343,7 +343,7 @@ def rm(
             raise fail("nothing deleted")
         with library_errors():
             while opened:
-                views.remove_run(opened.pop(0))
+                remove_run(opened.pop(0))
     finally:
         for v in opened:
             v.close()
