@@ -16,6 +16,9 @@ from tracklab.errors import (
     TracklabWarning,
     UsageError,
 )
+
+# raised by the optional extras (plot, parquet, ui); importable here, outside the SDK's __all__
+from tracklab.errors import MissingExtra as MissingExtra
 from tracklab.sdk.run import Run, current_run, finish, init, log
 
 _LAZY = {
