@@ -118,9 +118,9 @@ def test_library_exceptions_cross_a_process_pool_with_their_fields(kind: str) ->
     import tracklab
 
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter, as DataLoader workers may be
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        with pytest.raises(tracklab.TracklabError) as caught:
-            pool.submit(_raise_in_worker, kind).result()
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool, \
+            pytest.raises(tracklab.TracklabError) as caught:
+        pool.submit(_raise_in_worker, kind).result()
     exc = caught.value
     expected = {"not-found": ("ref", "abc"), "ambiguous": ("candidates", ["a1", "a2"]),
                 "store": ("reason", "disk I/O error"), "extra": ("hint", "pip install 'tracklab[plot]'")}

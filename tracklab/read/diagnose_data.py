@@ -119,6 +119,7 @@ def _picker(paths: list[str]) -> list[tuple[int, int | None, str]]:
 def summarize_samples(samples: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """``{path: {min, max, mean, last, count}}`` of the numeric values of ``samples``, as
     ``RunView.system_summary()`` gives for a stored run (for runs given as samples only)."""
+    from tracklab.sampling.stats import fold, summary
     from tracklab.store.codec import flatten
 
     acc: dict[str, list[Any]] = {}
@@ -127,13 +128,8 @@ def summarize_samples(samples: Iterable[dict[str, Any]]) -> dict[str, dict[str, 
         for p, v in zip(paths, values):
             if type(v) not in (int, float) or v != v:
                 continue
-            s = acc.get(p)
-            if s is None:
-                acc[p] = [v, v, v, 1, v]
-            else:
-                s[0], s[1], s[2], s[3], s[4] = min(s[0], v), max(s[1], v), s[2] + v, s[3] + 1, v
-    return {p: {"min": lo, "max": hi, "mean": total / n, "last": last, "count": n}
-            for p, (lo, hi, total, n, last) in acc.items()}
+            fold(acc, p, v, v, v, 1, v)
+    return summary(acc)
 
 
 def stat_of(stats: Stats, path: str, field: str) -> Any:

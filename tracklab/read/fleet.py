@@ -25,6 +25,8 @@ import os
 import time
 from typing import Any
 
+from tracklab.sampling.stats import Stats, merge_stored, peaks
+
 # (key, label, unit) of the figures summarized over nodes; units as in figures.SYSTEM_ROWS,
 # plus "s" for durations.
 FLEET_FIGURES: list[tuple[str, str, str]] = [
@@ -131,7 +133,6 @@ def fleet_summary(view: Any) -> dict[str, Any] | None:
 
 
 def _node_row(shard: Any, row: dict[str, Any], offset: float) -> dict[str, Any]:
-    import json
 
     from tracklab.read.liveness import resolve_status
 
@@ -143,18 +144,13 @@ def _node_row(shard: Any, row: dict[str, Any], offset: float) -> dict[str, Any]:
         end = time.time()  # the reader's now, as RunView.info takes it
     else:
         end = row.get("heartbeat_at")
-    # per path: [min, max, sum, count, last], merged over the node's sampling processes
-    stats: dict[str, list[Any]] = {}
+    # the statistics fold, merged over the node's sampling processes
+    stats: Stats = {}
     samples = 0
     for _pid, count, stats_json in shard.sample_stats(row["num"]):
         samples += count
-        for path, (lo, hi, total, n, last) in json.loads(stats_json).items():
-            s = stats.get(path)
-            if s is None:
-                stats[path] = [lo, hi, total, n, last]
-            else:
-                s[0], s[1], s[2], s[3], s[4] = min(s[0], lo), max(s[1], hi), s[2] + total, \
-                    s[3] + n, last
+        merge_stored([stats_json], stats)
+    head = peaks(stats)  # the headline figures, as ls and show give them
 
     def mean(path: str) -> float | None:
         s = stats.get(path)
@@ -172,7 +168,6 @@ def _node_row(shard: Any, row: dict[str, Any], offset: float) -> dict[str, Any]:
              "temperature_peak": peak(f"accelerators.{g}.temperature"),
              "power_mean": mean(f"accelerators.{g}.power")} for g in gpu_ids]
     utils = [g["utilization_mean"] for g in gpus if g["utilization_mean"] is not None]
-    mems = [g["memory_peak"] for g in gpus if g["memory_peak"] is not None]
 
     procs = shard.procs(row["num"])
     last_step: int | None = None
@@ -191,13 +186,14 @@ def _node_row(shard: Any, row: dict[str, Any], offset: float) -> dict[str, Any]:
         "started_at": start + offset, "ended_at": (end + offset) if end else None,
         "duration": (end - start) if end else None, "clock_offset": row.get("clock_offset"),
         "samples": samples,
-        "cpu_mean": mean("cpu.overall"), "cpu_peak": peak("cpu.overall"),
+        "cpu_mean": mean("cpu.overall"), "cpu_peak": head["cpu_peak"],
         "memory_mean": mean("memory.usage"), "memory_peak": peak("memory.usage"),
-        "memory_used_peak": peak("memory.used"),
-        "process_cpu_mean": mean("process.cpu"), "process_rss_peak": peak("process.rss"),
+        "memory_used_peak": head["memory_used_peak"],
+        "process_cpu_mean": mean("process.cpu"), "process_rss_peak": head["process_rss_peak"],
         "gpus": gpus,
         "gpu_util_mean": sum(utils) / len(utils) if utils else None,
-        "gpu_memory_peak": max(mems) if mems else None,
+        "gpu_memory_peak": head["gpu_memory_peak"],
+        "gpu_memory_peak_of": head["gpu_memory_peak_of"],
         "ranks": sorted({r for _pid, r, _lr in procs.values() if r is not None}),
         "processes": len(procs), "values": values,
         "last_step": last_step, "steps_per_s": rate,

@@ -18,6 +18,7 @@ from typing import Any
 from tracklab import _env
 from tracklab.errors import AmbiguousRun, RunNotFound, StoreError
 from tracklab.read.liveness import resolve_status
+from tracklab.sampling.stats import Stats, merge_stored, peaks, summary
 from tracklab.store import Shard, shard_paths
 from tracklab.store.codec import decode_sample, decode_values, loads_exact, unflatten
 
@@ -184,20 +185,21 @@ class RunView:
     def system_summary(self) -> dict[str, dict[str, Any]]:
         """Per flattened path (``cpu.overall``, ``accelerators.0.utilization``...): min, max,
         mean, last, count over the run, merged over writers and nodes."""
-        merged: dict[str, list[Any]] = {}
+        return summary(self.stats())
+
+    def stats(self) -> Stats:
+        """The statistics fold (see :mod:`tracklab.sampling.stats`) merged over writers and
+        nodes."""
+        merged: Stats = {}
         for shard, row in self._parts:
-            for _pid, _count, stats_json in shard.sample_stats(row["num"]):
-                for path, (lo, hi, total, n, last) in json.loads(stats_json).items():
-                    m = merged.get(path)
-                    if m is None:
-                        merged[path] = [lo, hi, total, n, last]
-                    else:
-                        m[0], m[1] = min(m[0], lo), max(m[1], hi)
-                        m[2] += total
-                        m[3] += n
-                        m[4] = last
-        return {p: {"min": lo, "max": hi, "mean": total / n if n else None, "last": last,
-                    "count": n} for p, (lo, hi, total, n, last) in sorted(merged.items())}
+            merge_stored((j for _pid, _count, j in shard.sample_stats(row["num"])), merged)
+        return merged
+
+    def peaks(self) -> dict[str, Any]:
+        """The run's headline figures (peaks and means of CPU, RSS, GPU memory...), by the one
+        definition the wrapper stores at the end of a run and ``ls`` shows: see
+        :func:`tracklab.sampling.stats.peaks`."""
+        return peaks(self.stats())
 
     def close(self) -> None:
         for shard, _ in self._parts:

@@ -46,6 +46,8 @@ def summarize(view: RunView) -> dict[str, Any]:
         "energy": peaks.get("energy"),  # None until the run has ended
         "info": info,
         "samples": view.sample_count(),
+        # the headline figures, by the definition the run's record keeps for ls
+        "peaks": view.peaks(),
         "system": system,
         "gpus": gpus,
         "metrics": view.metric_summary(),

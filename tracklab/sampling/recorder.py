@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tracklab.errors import StoreError
+from tracklab.sampling.stats import fold
 from tracklab.store import Shard
 from tracklab.store.codec import dumps_exact, encode_sample, flatten
 
@@ -117,14 +118,14 @@ class SampleRecorder:
             if kinds <= _NUMBERS:
                 lo, hi, total = min(col), max(col), sum(col)
                 if total == total:  # no NaN in the column (nor inf - inf): the fast way holds
-                    _merge(stats, p, lo, hi, total, len(col), col[-1])
+                    fold(stats, p, lo, hi, total, len(col), col[-1])
                     continue
             elif not kinds & _NUMBERS:
                 continue  # text, None, bools
             for v in col:
                 tv = type(v)
                 if (tv is float or tv is int) and v == v:
-                    _merge(stats, p, v, v, v, 1, v)
+                    fold(stats, p, v, v, v, 1, v)
 
     def close(self) -> None:
         """Store the statistics if samples came since they were last stored, and release the
@@ -165,108 +166,9 @@ class SampleRecorder:
 _NUMBERS = frozenset((int, float))
 
 
-def _merge(stats: dict[str, list[Any]], path: str, lo: Any, hi: Any, total: Any, n: int,
-           last: Any) -> None:
-    s = stats.get(path)
-    if s is None:
-        stats[path] = [lo, hi, total, n, last]
-        return
-    if lo < s[0]:
-        s[0] = lo
-    if hi > s[1]:
-        s[1] = hi
-    s[2] += total
-    s[3] += n
-    s[4] = last
-
-
 def _sqlite_error() -> type[Exception]:
     import sqlite3
 
     return sqlite3.Error
 
 
-def peaks(stats: dict[str, list[Any]], last_energy: dict[str, Any] | None = None,
-          carbon_intensity: float | None = None) -> dict[str, Any]:
-    """The headline figures of a run from sample statistics (kept in the run record, so that
-    ``ls`` shows them without reading samples).
-
-    Args:
-        stats: ``SampleRecorder.stats``: ``{path: [min, max, sum, count, last]}``.
-        last_energy: the run's newest ``energy`` section (names the sources).
-        carbon_intensity: grid intensity in gCO2e/kWh; adds ``energy.co2_g``.
-
-    Returns:
-        Peaks and means of the process tree, host, container and each GPU (bytes, percent),
-        ``gpu_memory_peak`` (bytes, the highest of any GPU), ``gpu_utilization_mean`` (over the
-        GPUs that report it) and ``energy`` (see :func:`energy_totals`).
-    """
-
-    def get(path: str, i: int) -> Any:
-        s = stats.get(path)
-        return s[i] if s else None
-
-    def mean(path: str) -> Any:
-        s = stats.get(path)
-        return round(s[2] / s[3], 2) if s and s[3] else None
-
-    out: dict[str, Any] = {
-        "cpu_peak": get("cpu.overall", 1), "cpu_mean": mean("cpu.overall"),
-        "memory_peak": get("memory.usage", 1), "memory_used_peak": get("memory.used", 1),
-        "process_rss_peak": get("process.rss", 1), "process_cpu_peak": get("process.cpu", 1),
-        "process_count_peak": get("process.count", 1),
-        "swap_used_peak": get("memory.swap.used", 1),
-        "process_cpu_mean": mean("process.cpu"), "process_uss_peak": get("process.uss", 1),
-        # the container's cgroup (None without one, or without a limit for the percentages)
-        "container_memory_limit": get("container.memoryLimit", 1),
-        "container_memory_peak": get("container.memoryWorkingSet", 1),
-        "container_memory_percent_peak": get("container.memoryPercent", 1),
-        "container_cpu_quota": get("container.cpuQuota", 0),
-        "container_cpu_percent_mean": mean("container.cpuPercent"),
-        "container_cpu_throttled_mean": mean("container.cpuThrottled"),
-        "oom_kills": (get("container.oomKills", 1) - get("container.oomKills", 0)
-                      if stats.get("container.oomKills") else None),
-    }
-    gpus = sorted({p.split(".")[1] for p in stats if p.startswith("accelerators.")}, key=int)
-    out["gpus"] = [
-        {"id": int(g), "utilization_peak": get(f"accelerators.{g}.utilization", 1),
-         "utilization_mean": mean(f"accelerators.{g}.utilization"),
-         "memory_peak": get(f"accelerators.{g}.memory.used", 1),
-         "tree_memory_peak": get(f"accelerators.{g}.treeMemory", 1),
-         "memory_percent_peak": get(f"accelerators.{g}.memory.percentage", 1),
-         "energy": get(f"accelerators.{g}.energy", 4)}
-        for g in gpus
-    ]
-    # the run's own GPU memory when it could be attributed to its processes, else whole GPUs'
-    trees = [g["tree_memory_peak"] for g in out["gpus"] if g["tree_memory_peak"] is not None]
-    mems = trees or [g["memory_peak"] for g in out["gpus"] if g["memory_peak"] is not None]
-    out["gpu_memory_peak"] = max(mems) if mems else None
-    out["gpu_memory_peak_of"] = ("run" if trees else "gpu") if mems else None
-    utils = [g["utilization_mean"] for g in out["gpus"] if g["utilization_mean"] is not None]
-    out["gpu_utilization_mean"] = round(sum(utils) / len(utils), 2) if utils else None
-    out["energy"] = energy_totals(get("energy.cpu", 1), get("energy.gpu", 1), last_energy,
-                                  bool(gpus), carbon_intensity)
-    return out
-
-
-def energy_totals(cpu_j: float | None, gpu_j: float | None, last: dict[str, Any] | None,
-                  has_gpus: bool, carbon_intensity: float | None = None) -> dict[str, Any]:
-    """A run's energy: ``cpu_j`` and ``gpu_j`` (joules, ``None`` when unreadable), their sources,
-    ``total_j`` and ``total_kwh`` over the readable ones, ``missing`` (the sources that could not
-    be read, so a total that leaves one out says so), and with ``carbon_intensity`` (gCO2e/kWh)
-    ``co2_g``. Nothing is estimated for a missing source."""
-    from tracklab.collectors.energy import co2_grams, joules_to_kwh
-
-    last = last or {}
-    missing = ([] if cpu_j is not None else ["cpu"]) + (
-        ["gpu"] if has_gpus and gpu_j is None else [])
-    known = [j for j in (cpu_j, gpu_j) if j is not None]
-    total = round(sum(known), 3) if known else None
-    kwh = joules_to_kwh(total)
-    return {"cpu_j": cpu_j, "cpu_source": last.get("cpuSource") or ("rapl" if cpu_j is not None
-                                                                    else None),
-            "gpu_j": gpu_j, "gpu_source": last.get("gpuSource") if gpu_j is not None else None,
-            "total_j": total, "total_kwh": None if kwh is None else round(kwh, 9),
-            "missing": missing, "carbon_intensity": carbon_intensity,
-            "co2_g": None if carbon_intensity is None or kwh is None
-            else round(co2_grams(kwh, carbon_intensity) or 0.0, 6)}

@@ -158,7 +158,7 @@ class RunChannel:
             return
         from tracklab import store
         from tracklab.errors import StoreError
-        from tracklab.sampling.recorder import peaks
+        from tracklab.sampling.stats import peaks
         from tracklab.store.edits import merge_summary
 
         path, num = self.target._resolved

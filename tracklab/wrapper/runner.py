@@ -335,7 +335,7 @@ class _Record:
     def peaks(self, carbon_intensity: float | None = None) -> dict[str, Any]:
         if self.recorder is None:
             return {}
-        from tracklab.sampling.recorder import peaks
+        from tracklab.sampling.stats import peaks
 
         return peaks(self.recorder.stats, self.recorder.last_energy, carbon_intensity)
 
