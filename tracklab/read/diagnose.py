@@ -45,6 +45,7 @@ from typing import Any
 from tracklab.read.diagnose_data import gpus_of as _gpus
 from tracklab.read.diagnose_data import read_samples, summarize_samples
 from tracklab.read.diagnose_data import stat_of as _stat
+from tracklab.textfmt import size
 
 MIN_SAMPLES = 5  # fewer samples than this: no rule that counts a share of the run
 IDLE_UTIL_PCT = 10.0  # GPU utilization under this is idle
@@ -404,14 +405,7 @@ def _memory_evidence(info: dict[str, Any], stats: Stats) -> str:
 
 
 def _size(v: Any) -> str:
-    if v is None:
-        return "?"
-    v = float(v)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(v) < 1024 or unit == "TiB":
-            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
-        v /= 1024
-    return f"{v:.1f} TiB"
+    return "?" if v is None else size(float(v))
 
 
 def _clock(seconds: float) -> str:

@@ -46,10 +46,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from tracklab.store.schema import BOTH
+from tracklab.wrapper import defaults
 from tracklab.wrapper.console_store import ConsoleStoreWriter, Line
 from tracklab.wrapper.tty import Channel, copy_winsize, write_all
 
-DEFAULT_LIMIT = 10 * 1024 * 1024  # bytes of line text stored per run (first half + last half)
+DEFAULT_LIMIT = defaults.CAPTURE_LIMIT  # bytes of line text stored per run (first half + last half)
 QUEUE_BYTES = 16 * 1024 * 1024  # in flight between reader and writer before lines are dropped
 BATCH_BYTES = 1024 * 1024  # wake the writer early when this much of the head waits
 MIN_SECRET = 6  # shorter secret values are not searched for (they would garble ordinary text)

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from tracklab import _env
 from tracklab.errors import StoreError
+from tracklab.wrapper import defaults
 from tracklab.wrapper.verdict import oom_kills, verdict, verdict_to_keep
 
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
@@ -31,21 +32,21 @@ class RunOptions(NamedTuple):
     cost every ``tracklab run`` ~14 ms of start-up.)"""
 
     command: list[str]
-    interval: float = 5.0
+    interval: float = defaults.INTERVAL_S
     project: str | None = None
     name: str | None = None
     dir: str | None = None
     node_id: str | None = None
     run_id: str | None = None
-    kill_after: float = 10.0
+    kill_after: float = defaults.KILL_AFTER_S
     quiet: bool = False
     tags: tuple[str, ...] | list[str] = ()
     notes: str | None = None
     config: dict[str, Any] | None = None
     prometheus_port: int | None = None  # issue 9: serve /metrics for Prometheus on this port
-    prometheus_addr: str = "0.0.0.0"
+    prometheus_addr: str = defaults.PROMETHEUS_ADDR
     no_capture: bool = False  # issue 8: console capture (tracklab.wrapper.capture), on by default
-    capture_limit: int = 10 * 1024 * 1024  # bytes of output stored per run (head + tail)
+    capture_limit: int = defaults.CAPTURE_LIMIT  # bytes of output stored per run (head + tail)
     save_diff: bool = False  # issue 8: store the text of `git diff HEAD` in the run context
     carbon_intensity: float | None = None  # issue 6: gCO2e/kWh; the summary gets grams CO2e
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from tracklab.wrapper import defaults
+
 
 class Opt(NamedTuple):  # a NamedTuple, not a dataclass: `dataclasses` costs the wrapper ~14 ms
     names: tuple[str, ...]
@@ -14,11 +16,11 @@ class Opt(NamedTuple):  # a NamedTuple, not a dataclass: `dataclasses` costs the
     metavar: str = ""
 
 
-MIN_INTERVAL = 0.1
+MIN_INTERVAL = defaults.MIN_INTERVAL_S
 
 RUN_OPTIONS: list[Opt] = [
-    Opt(("--interval", "-i"), "interval", float, 5.0,
-        "Seconds between samples (at least 0.1).", "S"),
+    Opt(("--interval", "-i"), "interval", float, defaults.INTERVAL_S,
+        f"Seconds between samples (at least {MIN_INTERVAL}).", "S"),
     Opt(("--project", "-p"), "project", str, None, "Project the run belongs to.", "P"),
     Opt(("--name", "-n"), "name", str, None, "Name of the run (default: script name + id).", "N"),
     Opt(("--dir", "-d"), "dir", str, None,
@@ -27,7 +29,7 @@ RUN_OPTIONS: list[Opt] = [
         "This node's id (default: $TRACKLAB_NODE_ID, scheduler variables, host name).", "ID"),
     Opt(("--run-id",), "run_id", str, None,
         "Run id to use (default: from SLURM_JOB_ID / TORCHELASTIC_RUN_ID, else new).", "ID"),
-    Opt(("--kill-after",), "kill_after", float, 10.0,
+    Opt(("--kill-after",), "kill_after", float, defaults.KILL_AFTER_S,
         "Seconds a child may take to exit after SIGTERM before it gets SIGKILL.", "S"),
     Opt(("--tag", "-t"), "tags", list, None, "Tag the run (repeatable).", "TAG"),
     Opt(("--notes",), "notes", str, None, "A note stored with the run.", "TEXT"),
@@ -37,14 +39,15 @@ RUN_OPTIONS: list[Opt] = [
     Opt(("--prometheus-port",), "prometheus_port", int, None,
         "Serve the latest sample and training metrics at :PORT/metrics for Prometheus "
         "(needs tracklab[prometheus]).", "PORT"),
-    Opt(("--prometheus-addr",), "prometheus_addr", str, "0.0.0.0",
+    Opt(("--prometheus-addr",), "prometheus_addr", str, defaults.PROMETHEUS_ADDR,
         "Address the Prometheus endpoint binds.", "ADDR"),
     # issue 8: run context
     Opt(("--no-capture",), "no_capture", bool, False,
         "Leave the command's output alone: not stored, written to the terminal by the "
         "command itself (for full-screen interactive programs)."),
     Opt(("--capture-limit",), "capture_limit", str, None,
-        "Output stored per run, first half and last half kept (default 10MiB; "
+        f"Output stored per run, first half and last half kept (default "
+        f"{defaults.CAPTURE_LIMIT // 2**20}MiB; "
         "e.g. 100k, 50MB, 1GiB).", "BYTES"),
     Opt(("--save-diff",), "save_diff", bool, False,
         "Store the text of `git diff HEAD` with the run (its hash and size always are)."),
@@ -54,7 +57,7 @@ RUN_OPTIONS: list[Opt] = [
         "grams CO2e.", "G_PER_KWH"),
 ]
 
-CAPTURE_LIMIT = 10 * 1024 * 1024
+CAPTURE_LIMIT = defaults.CAPTURE_LIMIT
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
           "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
 

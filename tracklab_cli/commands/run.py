@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tracklab.wrapper import defaults
 from tracklab_cli.commands import fastrun
 from tracklab_cli.commands.options import RUN_OPTIONS
 
@@ -19,19 +20,19 @@ def _opt(dest: str) -> Any:
 
 def run(
     command: Annotated[list[str] | None, typer.Argument(help="The command, after --.")] = None,
-    interval: Annotated[float, _opt("interval")] = 5.0,
+    interval: Annotated[float, _opt("interval")] = defaults.INTERVAL_S,
     project: Annotated[str | None, _opt("project")] = None,
     name: Annotated[str | None, _opt("name")] = None,
     dir: Annotated[str | None, _opt("dir")] = None,
     node_id: Annotated[str | None, _opt("node_id")] = None,
     run_id: Annotated[str | None, _opt("run_id")] = None,
-    kill_after: Annotated[float, _opt("kill_after")] = 10.0,
+    kill_after: Annotated[float, _opt("kill_after")] = defaults.KILL_AFTER_S,
     tags: Annotated[list[str] | None, _opt("tags")] = None,
     notes: Annotated[str | None, _opt("notes")] = None,
     config: Annotated[list[str] | None, _opt("config")] = None,
     quiet: Annotated[bool, _opt("quiet")] = False,
     prometheus_port: Annotated[int | None, _opt("prometheus_port")] = None,
-    prometheus_addr: Annotated[str, _opt("prometheus_addr")] = "0.0.0.0",
+    prometheus_addr: Annotated[str, _opt("prometheus_addr")] = defaults.PROMETHEUS_ADDR,
     no_capture: Annotated[bool, _opt("no_capture")] = False,
     capture_limit: Annotated[str | None, _opt("capture_limit")] = None,
     save_diff: Annotated[bool, _opt("save_diff")] = False,
