@@ -448,7 +448,7 @@ def test_report_includes_the_diagnosis(at_recorded: dict,
 
     view = tracklab.open_run(at_recorded["a"])
     try:
-        if importlib.util.find_spec("tracklab.read.diagnose") is None:  # before issue 6: omitted
+        if importlib.util.find_spec("tracklab.read.diagnose") is None:  # before omitted
             assert 'id="diagnosis"' not in report.report_html(view)
             fake = types.ModuleType("tracklab.read.diagnose")
             fake.diagnose = findings  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ SYSTEM_ROWS: list[tuple[str, str, str]] = [
     ("process.readBytes", "process tree read", "B/s"),
     ("process.writeBytes", "process tree write", "B/s"),
     ("process.openFiles", "process tree open files", ""),
-    # issue 6: the cgroup's own figures; its percentages are against its limits (see show)
+    # the cgroup's own figures; its percentages are against its limits (see show)
     ("container.memoryWorkingSet", "container memory (working set)", "B"),
     ("container.memoryPercent", "container memory (of its limit)", "%"),
     ("container.cpuPercent", "container CPU (of its quota)", "%"),

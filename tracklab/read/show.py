@@ -37,7 +37,7 @@ def summarize(view: RunView) -> dict[str, Any]:
         attach_trends,  # sparklines: about 40 index seeks, whatever the run's size
     )
 
-    # issue 6: findings from the statistics and at most MAX_SAMPLES evenly spaced samples
+    # findings from the statistics and at most MAX_SAMPLES evenly spaced samples
     sampled = read_samples(view, MAX_SAMPLES)
     peaks = (info.get("summary") or {}).get("peaks") or {}
     return attach_trends(view, {
@@ -53,7 +53,7 @@ def summarize(view: RunView) -> dict[str, Any]:
         "metrics": view.metric_summary(),
         # a run across nodes: per-node rows, min/mean/max over nodes, stragglers (else None)
         "fleet": fleet_summary(view),
-        # issue 8: summary values (metric lasts + run.summary), last lines if it ended badly
+        # summary values (metric lasts + run.summary), last lines if it ended badly
         **context_summary(view, info),
     })
 

@@ -213,7 +213,7 @@ class Run(RunStoreMixin):
             failed = bool(_exception) or bool(exit_code)
             self._set_final("failed" if failed else "finished",
                             1 if failed and exit_code is None else (exit_code or 0))
-        elif self.summary and self._run_num is not None:  # issue 8: the wrapper owns the rest
+        elif self.summary and self._run_num is not None:  # the wrapper owns the rest
             self._set_final(None, None)
 
     def __enter__(self) -> Run:

@@ -122,7 +122,7 @@ class RunStoreMixin:
         try:
             info = dumps_exact(system_info(self.dir))
             from tracklab.sampling.machine import (
-                run_context,  # issue 8: git state, interpreter, packages
+                run_context,  # git state, interpreter, packages
             )
 
             ctx = dumps_exact(run_context([sys.executable, *sys.argv], os.getcwd()))

@@ -212,7 +212,7 @@ class RunSystemMonitor:
 
     def _finish(self) -> None:
         self.stop()
-        # issue 6: the run record keeps this process's peaks, so `ls` shows them; a run under
+        # the run record keeps this process's peaks, so `ls` shows them; a run under
         # `tracklab run` gets the wrapper's (its whole process tree), not one process's
         if not getattr(self._run, "attached", False) and os.environ.get(
                 _env.ENV_RUN_ID) != self.run_id:

@@ -43,12 +43,12 @@ class RunOptions(NamedTuple):
     tags: tuple[str, ...] | list[str] = ()
     notes: str | None = None
     config: dict[str, Any] | None = None
-    prometheus_port: int | None = None  # issue 9: serve /metrics for Prometheus on this port
+    prometheus_port: int | None = None  # serve /metrics for Prometheus on this port
     prometheus_addr: str = defaults.PROMETHEUS_ADDR
-    no_capture: bool = False  # issue 8: console capture (tracklab.wrapper.capture), on by default
+    no_capture: bool = False  # console capture (tracklab.wrapper.capture), on by default
     capture_limit: int = defaults.CAPTURE_LIMIT  # bytes of output stored per run (head + tail)
-    save_diff: bool = False  # issue 8: store the text of `git diff HEAD` in the run context
-    carbon_intensity: float | None = None  # issue 6: gCO2e/kWh; the summary gets grams CO2e
+    save_diff: bool = False  # store the text of `git diff HEAD` in the run context
+    carbon_intensity: float | None = None  # gCO2e/kWh; the summary gets grams CO2e
 
 
 class RunResult(NamedTuple):
@@ -100,7 +100,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
     env = dict(os.environ)
     env.update({_env.ENV_RUN_ID: run_id, _env.ENV_PROJECT: project, _env.ENV_DIR: store_dir,
                 _env.ENV_NODE_ID: node})
-    # issue 8: the child's output is teed into the store (tracklab.wrapper.capture)
+    # the child's output is teed into the store (tracklab.wrapper.capture)
     from tracklab.wrapper.capture import ConsoleCapture, secret_values
 
     capture = ConsoleCapture(record.shard_path, record.num, opts.capture_limit,
@@ -117,7 +117,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             raise
         capture.start(child)
         from tracklab.sampling.machine import (
-            record_context,  # issue 8: git, interpreter, packages, off-thread
+            record_context,  # git, interpreter, packages, off-thread
         )
 
         context = record_context(record.shard_path, record.num, opts.command, os.getcwd(), env,
@@ -131,7 +131,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     rc = child.returncode
-    console = capture.stop(timeout=2.0)  # issue 8: the last lines are stored before the verdict
+    console = capture.stop(timeout=2.0)  # the last lines are stored before the verdict
     if context is not None:
         context.join(timeout=2.0)
     if sampler is not None:
@@ -246,7 +246,7 @@ class _Record:
         self.shard_path: str | None = None
         self.num: int | None = None
         self.recorder: Any = None
-        # issue 9: (port, addr, project)
+        # (port, addr, project)
         self.prometheus: tuple[int | None, str | None, str | None] = (None, None, None)
         self.exporter: Any = None
 
@@ -272,7 +272,7 @@ class _Record:
                     # known now, so that `logs` on the live run can say so
                     "summary": dumps_exact({"console": {"captured": False}})
                     if opts.no_capture or opts.capture_limit <= 0 else None,
-                    # multi-node (issue 9): lines this node's times up with the other nodes'
+                    # multi-node: lines this node's times up with the other nodes'
                     "clock_offset": measure_clock_offset(self.store_dir),
                 })
                 was = shard.run_rows("num = ?", (self.num,))[0]
@@ -300,7 +300,7 @@ class _Record:
                                       guard_gpu=False)
         sinks: list[Any] = [self.recorder]
         port, addr, project = self.prometheus
-        if port is not None:  # issue 9: Prometheus exposition
+        if port is not None:  # Prometheus exposition
             from tracklab.sampling.prometheus import start_for_wrapper
 
             self.exporter = start_for_wrapper(self.run_id, self.node, port, addr, project,
@@ -352,7 +352,7 @@ class _Record:
         try:
             shard = Shard(self.shard_path, timeout=FINAL_TIMEOUT_S)
             try:
-                # issue 8: merged, so the attached processes' run.summary["user"] survives
+                # merged, so the attached processes' run.summary["user"] survives
                 from tracklab.store.edits import merge_summary
 
                 merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
@@ -365,7 +365,7 @@ class _Record:
             self.warn(f"{exc}; the run's end was not recorded")
         if self.recorder is not None:
             self.recorder.close()
-        if self.exporter is not None:  # issue 9
+        if self.exporter is not None:
             self.exporter.close()
         return peaks
 

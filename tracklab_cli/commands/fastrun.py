@@ -89,7 +89,7 @@ def check(values: dict[str, Any], command: list[str]) -> dict[str, Any] | int:
     except ValueError as exc:
         return usage_error(str(exc))
     port = values.get("prometheus_port")
-    if port is not None:  # multi-node (issue 9): Prometheus exposition
+    if port is not None:  # multi-node: Prometheus exposition
         if not 0 <= port <= 65535:
             return usage_error(f"Invalid value for '--prometheus-port': {port} is not a port.")
         from tracklab.sampling.prometheus import MISSING, available
@@ -97,11 +97,11 @@ def check(values: dict[str, Any], command: list[str]) -> dict[str, Any] | int:
         if not available():
             sys.stderr.write(f"tracklab: --prometheus-port: {MISSING}\n")
             return 2
-    ci = values.get("carbon_intensity")  # issue 6
+    ci = values.get("carbon_intensity")
     if ci is not None and not 0 <= ci < float("inf"):
         return usage_error(f"Invalid value for '--carbon-intensity': {ci!r} is not a number of "
                            "gCO2e/kWh >= 0.")
-    try:  # issue 8
+    try:
         values["capture_limit"] = parse_size(values.get("capture_limit"))
     except ValueError as exc:
         return usage_error(str(exc))

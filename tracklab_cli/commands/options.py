@@ -41,7 +41,7 @@ RUN_OPTIONS: list[Opt] = [
         "(needs tracklab[prometheus]).", "PORT"),
     Opt(("--prometheus-addr",), "prometheus_addr", str, defaults.PROMETHEUS_ADDR,
         "Address the Prometheus endpoint binds.", "ADDR"),
-    # issue 8: run context
+    # run context
     Opt(("--no-capture",), "no_capture", bool, False,
         "Leave the command's output alone: not stored, written to the terminal by the "
         "command itself (for full-screen interactive programs)."),
@@ -51,7 +51,7 @@ RUN_OPTIONS: list[Opt] = [
         "e.g. 100k, 50MB, 1GiB).", "BYTES"),
     Opt(("--save-diff",), "save_diff", bool, False,
         "Store the text of `git diff HEAD` with the run (its hash and size always are)."),
-    # issue 6: energy as emissions
+    # energy as emissions
     Opt(("--carbon-intensity",), "carbon_intensity", float, None,
         "Grid carbon intensity in gCO2e/kWh: the run's measured energy is also stored as "
         "grams CO2e.", "G_PER_KWH"),

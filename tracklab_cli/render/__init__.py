@@ -65,10 +65,10 @@ def show(data: dict[str, Any]) -> None:
         head.add_row("config", Text(", ".join(f"{k}={v}" for k, v in _flat(info["config"]))))
     if info.get("tags"):
         head.add_row("tags", ", ".join(info["tags"]))
-    context_rows(head, data)  # issue 8: notes, code, python, summary, output
+    context_rows(head, data)  # notes, code, python, summary, output
     c.print(head)
     last_lines(c, data)
-    usage(c, data)  # issue 6: percentages' bases, GPUs given, energy, diagnosis
+    usage(c, data)  # percentages' bases, GPUs given, energy, diagnosis
     if data.get("fleet"):
         fleet(c, data["fleet"])
 
@@ -121,7 +121,7 @@ def run_list(runs: list[dict[str, Any]]) -> None:
     if not runs:
         c.print("no runs")
         return
-    peaks = [(h, f) for h, f in _LS_PEAKS if any(f(_peaks(r)) for r in runs)]  # issue 6
+    peaks = [(h, f) for h, f in _LS_PEAKS if any(f(_peaks(r)) for r in runs)]
     cols = ["id", "name", "project", "status", "exit", "started", "duration",
             *(h for h, _ in peaks), "command"]
     rows = [[r["id"], str(r["name"]), str(r["project"]), r["status"],
@@ -227,7 +227,7 @@ def fleet(c: Console, f: dict[str, Any]) -> None:
         c.print(line)
 
 
-# -- run context (issue 8) -------------------------------------------------------------------------
+# -- run context -------------------------------------------------------------------------
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -303,7 +303,7 @@ def last_lines(c: Console, data: dict[str, Any]) -> None:
         c.print(Text("  ").append_text(text), soft_wrap=True)
 
 
-# -- issue 6: what the run used ----------------------------------------------------------------
+# -- what the run used ----------------------------------------------------------------
 
 
 def _peaks(run: dict[str, Any]) -> dict[str, Any]:
