@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import TRACKLAB, run_tracklab
+from tests.conftest import TRACKLAB, run_tracklab, wait_until
 from tests.reliability.helpers import (
     pid_gone,
     python_child,
     start_wrapper,
-    wait_for,
     wait_for_file,
 )
 
@@ -154,7 +153,7 @@ time.sleep(60)
     child_pid = int(wait_for_file(ready))
     proc.kill()
     proc.communicate(timeout=30)
-    wait_for(lambda: pid_gone(child_pid), 10, "the orphaned child to die")
+    wait_until(lambda: pid_gone(child_pid), "the orphaned child to die", 10)
     assert tracklab.open_run("latest").info["status"] == "crashed"
     res = run_tracklab("ls", "--json")
     assert json.loads(res.stdout.splitlines()[0])["status"] == "crashed"
