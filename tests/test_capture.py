@@ -22,7 +22,7 @@ import pytest
 
 import tracklab
 from tests.conftest import TRACKLAB, run_tracklab, wait_until, write_script
-from tracklab.console_store import MAX_LINE, final_segment, tidy
+from tracklab.wrapper.console_store import MAX_LINE, final_segment, tidy
 
 
 def run_in_pty(args: list[str], rows: int = 31, cols: int = 101, timeout: float = 120
@@ -57,7 +57,7 @@ def run_in_pty(args: list[str], rows: int = 31, cols: int = 101, timeout: float 
 
 
 def console_rows(run_id: str) -> list[dict]:
-    from tracklab.console_read import console_lines
+    from tracklab.read.console import console_lines
 
     view = tracklab.open_run(run_id)
     try:
@@ -399,7 +399,7 @@ def test_a_stuck_store_drops_captured_lines_never_the_output(tmp_path: Path,
     the lines that did not fit in the queue are counted, and a marker shows where they were."""
     harness = write_script(tmp_path, """
 import sqlite3, subprocess, sys, time
-import tracklab.capture as capture
+import tracklab.wrapper.capture as capture
 from tracklab.store import open_shard
 
 capture.QUEUE_BYTES = 256 * 1024

@@ -15,8 +15,8 @@ import pytest
 
 import tracklab
 from tests.conftest import run_tracklab, write_script
-from tracklab.context import code_state, package_versions, python_info
-from tracklab.plain import to_plain
+from tracklab.sampling.machine import code_state, package_versions, python_info
+from tracklab.sdk.plain import to_plain
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -72,7 +72,7 @@ def test_code_state_without_git_or_commits(tmp_path: Path,
 
 
 def test_package_versions_read_metadata_without_importing() -> None:
-    code = ("import sys; from tracklab.context import package_versions; "
+    code = ("import sys; from tracklab.sampling.machine import package_versions; "
             "v = package_versions(['numpy', 'pytest', 'no-such-package-xyz']); "
             "print(v['numpy'] is not None, v['pytest'] is not None, v['no-such-package-xyz'], "
             "'numpy' in sys.modules)")

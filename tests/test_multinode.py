@@ -221,7 +221,7 @@ def test_clock_offsets_line_shards_up(tmp_path: Path, isolated_env: Path) -> Non
 
 
 def test_measure_clock_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tracklab import fleet
+    from tracklab.read import fleet
 
     assert fleet.measure_clock_offset(str(tmp_path)) == 0.0  # one host: no skew to see
     assert list(tmp_path.iterdir()) == []  # the probe file is gone
@@ -269,7 +269,7 @@ def test_scheduler_variables_share_the_run(tmp_path: Path, isolated_env: Path) -
 
 def test_torchrun_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     from tracklab import _env
-    from tracklab.runner import derive_run_id
+    from tracklab.wrapper.runner import derive_run_id
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "abc")
     monkeypatch.setenv("GROUP_RANK", "3")

@@ -18,9 +18,9 @@ from tracklab.errors import TracklabWarning, UsageError
 @pytest.fixture(autouse=True)
 def _say_again() -> None:
     """Each test sees the once-per-process warnings afresh."""
-    from tracklab import sdk_compat
+    from tracklab.sdk import compat
 
-    sdk_compat._said.clear()
+    compat._said.clear()
 
 
 def _steps(run_id: str) -> list[tuple[str, int]]:

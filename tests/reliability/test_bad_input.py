@@ -11,9 +11,9 @@ import pytest
 
 import tracklab
 from tests.conftest import run_tracklab
-from tracklab import writer
 from tracklab.errors import TracklabWarning
-from tracklab.writer import MAX_KEY_LENGTH
+from tracklab.sdk import writer
+from tracklab.sdk.writer import MAX_KEY_LENGTH
 
 
 def _points(run_id: str, key: str) -> list[dict]:

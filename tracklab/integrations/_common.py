@@ -15,9 +15,10 @@ def join_run(rank: int | None = None, **init_kwargs: Any) -> Any:
     the wrapper's run under ``tracklab run``). ``rank`` is recorded when the launcher set no
     ``RANK`` (Lightning's and Accelerate's own launchers)."""
     import tracklab
-    from tracklab import _env, sdk
+    from tracklab import _env
+    from tracklab.sdk import current
 
-    run = sdk._current
+    run = current.run
     if run is not None and not run._closed:
         return run
     if _env.disabled():

@@ -13,7 +13,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from ._common import join_run, missing
+from tracklab.integrations._common import join_run, missing
 
 try:
     from lightning.pytorch.loggers.logger import Logger

@@ -21,7 +21,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from ._common import join_run, missing
+from tracklab.integrations._common import join_run, missing
 
 try:
     from transformers import TrainerCallback
