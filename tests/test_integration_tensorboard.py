@@ -81,3 +81,49 @@ def test_without_the_tensorboard_package_one_warning_and_the_run_goes_on(tmp_pat
     run = train(tmp_path, "tbx_writer.py", "plain", env={"PYTHONPATH": path})
     assert run["output"].count("install tracklab[tensorboard]") == 1, run["output"]
     assert run["info"]["status"] == "finished" and run["points"] == {}
+
+
+def test_files_of_another_process_or_machine_in_the_folder_are_not_this_runs(
+        tmp_path: Path) -> None:
+    # a sweep: two runs in one folder, or a shared filesystem: only the command's own process
+    # tree, on this host, writes this run's event files
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import run_tracklab
+    from tests.integration_support import SCRIPTS
+    from tests.integrations.tb_own_writer import write
+
+    done = tmp_path / "done"
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "tracklab_cli", "run", "-q", "--", sys.executable,
+         str(SCRIPTS / "tb_own_writer.py"), str(done)], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("runs/mine/events.out.tfevents.*")):
+            assert time.monotonic() < deadline and wrapper.poll() is None
+            time.sleep(0.1)
+        write(str(tmp_path / "runs" / "other"), "other", 2.0)  # this test's pid: not the run's
+        (foreign,) = write_foreign(tmp_path / "runs" / "remote")
+        assert foreign.exists()
+        time.sleep(3)  # a scan or two sees them
+        done.touch()
+        assert wrapper.wait(timeout=60) == 0
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+    shown = json.loads(run_tracklab("show", "latest", "--json").stdout)
+    assert set(shown["metrics"]) == {"mine"}
+
+
+def write_foreign(folder: Path) -> list[Path]:
+    """An event file as another machine's writer names it."""
+    from tests.integrations.tb_own_writer import write
+
+    write(str(folder), "remote", 3.0)
+    (path,) = folder.glob("events.out.tfevents.*")
+    stamp = path.name.split(".")[3]
+    other = folder / f"events.out.tfevents.{stamp}.some-other-host.1.1"
+    path.rename(other)
+    return [other]

@@ -127,7 +127,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             on_start(run_id, record.shard_path)
         oom_before = oom_kills(child.pid)
         sampler = record.start_sampler(child.pid, opts.interval)
-        files = None if opts.no_tensorboard else record.watch_files(started)
+        files = None if opts.no_tensorboard else record.watch_files(started, child.pid)
         killed, requested, _seen = _supervise(child, opts.kill_after,
                                               lambda: watch_sampler(sampler))
     finally:
@@ -320,14 +320,14 @@ class _Record:
                          name="tracklab-sysinfo").start()
         return sampler
 
-    def watch_files(self, started: float) -> Any:
+    def watch_files(self, started: float, child_pid: int) -> Any:
         """Pick up the TensorBoard and CSVLogger files the command writes (tensorboard_watch)."""
         if self.num is None or self.shard_path is None:
             return None
         from tracklab.wrapper.tensorboard_watch import MetricFilesWatcher
 
         watcher = MetricFilesWatcher(self.shard_path, self.num, os.getcwd(), started,
-                                     [self.store_dir], self.warn)
+                                     [self.store_dir], self.warn, child_pid)
         watcher.start()
         return watcher
 

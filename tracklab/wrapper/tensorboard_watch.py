@@ -41,8 +41,10 @@ class MetricFilesWatcher:
     """Finds and reads the files in its own thread; :meth:`stop` reads what is left."""
 
     def __init__(self, shard_path: str, num: int, root: str, started: float, skip: list[str],
-                 warn: Callable[[str], None]) -> None:
+                 warn: Callable[[str], None], child_pid: int | None = None) -> None:
         self.shard_path = shard_path
+        self.child_pid = child_pid
+        self.pids: set[int] = {child_pid} if child_pid else set()  # the command's tree, as seen
         self.num = num
         self.root = os.path.abspath(root)
         self.started = started
@@ -85,8 +87,9 @@ class MetricFilesWatcher:
     # -- one pass --------------------------------------------------------------------------------
 
     def _pass(self, final: bool) -> None:
+        self._see_tree()
         for path in self._find():
-            if path not in self.readers:
+            if path not in self.readers and self._ours(path):
                 reader = self._reader(path)
                 if reader is None:
                     continue
@@ -131,6 +134,35 @@ class MetricFilesWatcher:
                         yield entry.path
                 except OSError:
                     continue
+
+    def _see_tree(self) -> None:
+        if self.child_pid is None:
+            return
+        import psutil
+
+        try:
+            self.pids.update(p.pid for p in psutil.Process(self.child_pid).children(recursive=True))
+        except psutil.Error:
+            pass  # exited: the pids seen so far stand
+
+    def _ours(self, path: str) -> bool:
+        """An event file names the host and (TensorBoard's writer) the pid that wrote it: one from
+        another machine on a shared filesystem, or another run in the same folder (a sweep), is
+        not this run's. tensorboardX's names carry no pid, CSVLogger's files neither: taken."""
+        name = os.path.basename(path)
+        if not name.startswith(EVENT_PREFIX):
+            return True
+        from tracklab import _env
+
+        host = _env.hostname()  # socket.gethostname(), as the writers name their files
+        rest = name[len(EVENT_PREFIX):].partition(".")[2]  # after the timestamp
+        after = rest[len(host):len(host) + 1]
+        if not rest.startswith(host) or after.isalnum() or after == "-":
+            return False  # written on another machine
+        fields = rest[len(host) + 1:].split(".")
+        if after == "." and len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+            return int(fields[0]) in self.pids
+        return True
 
     def _reader(self, path: str) -> Any:
         if os.path.basename(path) == "metrics.csv":
