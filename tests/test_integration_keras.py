@@ -1,5 +1,5 @@
-"""Keras 3's TracklabCallback under a real ``tracklab run`` (the torch backend here; the callback
-uses only the keras API): epoch logs at the epoch as Keras's History has them, batch logs every
+"""Keras 3's TracklabCallback under a real ``tracklab run`` (with the torch and the jax backend:
+the callback uses only the keras API): epoch logs at the epoch as Keras's History has them, batch logs every
 N batches across epochs, the fit's params and optimizer as config."""
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ pytestmark = pytest.mark.integrations
 BACKEND = {"KERAS_BACKEND": "torch"}
 
 
-def test_epoch_logs_are_keras_history_at_the_epochs(tmp_path: Path) -> None:
-    run = train(tmp_path, "keras_train.py", env=BACKEND)
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_epoch_logs_are_keras_history_at_the_epochs(tmp_path: Path, backend: str) -> None:
+    pytest.importorskip(backend, reason=f"{backend} is not installed (a Keras backend)")
+    run = train(tmp_path, "keras_train.py", env={"KERAS_BACKEND": backend})
     assert run["info"]["status"] == "finished"
     config = run["info"]["config"]
     assert config["epochs"] == 2 and config["optimizer"]["name"] == "adam"
