@@ -6,7 +6,7 @@ statistics of samples given without a stored run. The rules themselves are in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MAX_SAMPLES = 100  # samples a diagnosis reads, evenly spaced in time, whatever the run's length
@@ -14,7 +14,7 @@ MAX_SAMPLES = 100  # samples a diagnosis reads, evenly spaced in time, whatever 
 Stats = dict[str, dict[str, Any]]
 
 
-def resources(info: dict[str, Any], system_summary: dict[str, dict[str, Any]],
+def resources(info: Mapping[str, Any], system_summary: dict[str, dict[str, Any]],
               samples: list[dict[str, Any]]) -> dict[str, Any]:
     """What the run was given, and the base of its percentages.
 

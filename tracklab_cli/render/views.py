@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from tracklab.read.payloads import CompareData, LiveFrame
 from tracklab_cli.render.fmt import duration, number, size
 from tracklab_cli.render.text import command_text, num, sparkline, status_text
 
@@ -60,7 +61,7 @@ def _board(*titles: str) -> Table:
     return t
 
 
-def watch_frame(frame: dict[str, Any], width: int = 100, refresh: float | None = None) -> Panel:
+def watch_frame(frame: LiveFrame, width: int = 100, refresh: float | None = None) -> Panel:
     """The dashboard of ``tracklab watch`` for one :func:`tracklab.read.trends.live` frame."""
     info, last, tr = frame["info"], frame["last"], frame["trends"]
     status = status_text(info["status"])
@@ -163,7 +164,7 @@ def _cell(v: Any, unit: str) -> str:
     return number(v, unit)
 
 
-def compare(data: dict[str, Any]) -> Table:
+def compare(data: CompareData) -> Table:
     t = Table(caption="* differs: numbers by more than 10% of the largest, anything else at all",
               caption_justify="left")
     t.add_column("", width=1, no_wrap=True)
@@ -178,8 +179,9 @@ def compare(data: dict[str, Any]) -> Table:
             style = "bold yellow" if row["marked"] else ""
             t.add_row(Text("*" if row["marked"] else "", style=style), Text(row["label"]),
                       *(Text(_cell(v, row["unit"]), style=style) for v in row["values"]))
-        if sec.get("note"):
-            t.add_row("", Text(sec["note"], style="dim"), *([""] * len(data["runs"])))
+        note = sec.get("note")
+        if note:
+            t.add_row("", Text(note, style="dim"), *([""] * len(data["runs"])))
     return t
 
 
