@@ -35,7 +35,7 @@ _COUNTS = (("linkDowned", "link_downed"), ("symbolErrors", "symbol_error"))
 
 def find_ports(root: str = ROOT) -> list[tuple[str, str, str]]:
     """``(device, port, port directory)`` of every port under ``root``, sorted."""
-    found = []
+    found: list[tuple[str, str, str]] = []
     try:
         devices = sorted(os.listdir(root))
     except OSError:
