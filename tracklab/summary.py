@@ -54,6 +54,42 @@ GPU_ROWS: list[tuple[str, str, str]] = [
     ("fanSpeed", "fan", "%"),
     ("clocks.sm", "SM clock", "MHz"),
     ("energy", "energy", "J"),
+    # how well it was used: GPM (Hopper and newer), the memory controller, the interconnects
+    ("gpm.smActive", "SM active (GPM)", "%"),
+    ("gpm.smOccupancy", "SM occupancy (GPM)", "%"),
+    ("gpm.tensorActive", "tensor pipes active (GPM)", "%"),
+    ("gpm.dramActive", "DRAM bandwidth, of peak (GPM)", "%"),
+    ("gpm.fp16Active", "FP16 pipe active (GPM)", "%"),
+    ("gpm.fp32Active", "FP32 pipe active (GPM)", "%"),
+    ("gpm.fp64Active", "FP64 pipe active (GPM)", "%"),
+    ("memoryUtilization", "memory controller busy", "%"),
+    ("memoryTemperature", "memory temperature", "°C"),
+    ("clocks.memory", "memory clock", "MHz"),
+    ("pstate", "P-state", ""),
+    ("pcie.txBytes", "PCIe out", "B/s"),
+    ("pcie.rxBytes", "PCIe in", "B/s"),
+    ("pcie.gen", "PCIe link generation", ""),
+    ("pcie.genMax", "PCIe link generation, max", ""),
+    ("pcie.width", "PCIe link width (lanes)", ""),
+    ("pcie.widthMax", "PCIe link width, max", ""),
+    ("nvlink.txBytes", "NVLink out", "B/s"),
+    ("nvlink.rxBytes", "NVLink in", "B/s"),
+    ("nvlink.crcErrors", "NVLink CRC errors", ""),
+    ("nvlink.replayErrors", "NVLink replay errors", ""),
+    ("nvlink.recoveryErrors", "NVLink recovery errors", ""),
+    ("encoderUtilization", "encoder", "%"),
+    ("decoderUtilization", "decoder", "%"),
+    ("remappedRows.uncorrectable", "remapped rows (uncorrectable errors)", ""),
+    ("remappedRows.correctable", "remapped rows (correctable errors)", ""),
+    ("retiredPages", "retired pages", ""),
+]
+# per InfiniBand/RoCE port k: network.infiniband.<k>.<field>
+IB_ROWS: list[tuple[str, str, str]] = [
+    ("txBytes", "out", "B/s"),
+    ("rxBytes", "in", "B/s"),
+    ("txWait", "transmit waits", "1/s"),
+    ("linkDowned", "link downed (count)", ""),
+    ("symbolErrors", "symbol errors", ""),
 ]
 
 
@@ -63,6 +99,12 @@ def summarize(view: RunView) -> dict[str, Any]:
     stats = view.system_summary()
     system = [dict(path=p, label=label, unit=unit, **stats[p])
               for p, label, unit in SYSTEM_ROWS if p in stats]
+    ports = sorted({int(p.split(".")[2]) for p in stats if p.startswith("network.infiniband.")
+                    and p.split(".")[2].isdigit()})
+    system += [dict(path=f"network.infiniband.{k}.{f}", label=f"InfiniBand/RoCE port {k} {label}",
+                    unit=unit, **stats[f"network.infiniband.{k}.{f}"])
+               for k in ports for f, label, unit in IB_ROWS
+               if f"network.infiniband.{k}.{f}" in stats]
     system += [dict(path=p, label=p, unit="", **s) for p, s in stats.items()
                if p.startswith("custom.")]
     gpu_ids = sorted({int(p.split(".")[1]) for p in stats if p.startswith("accelerators.")})

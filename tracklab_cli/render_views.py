@@ -108,6 +108,11 @@ def _get(snap: dict[str, Any] | None, path: str) -> Any:
     return node
 
 
+def _plain(value: Any) -> str:
+    """A device or port name from a sample, kept to what such names are made of."""
+    return "".join(ch for ch in str(value) if ch.isalnum() or ch in "_-.")[:16] or "?"
+
+
 def _board(*titles: str) -> Table:
     """A table of the dashboard: every one has the same column widths, so the trends of the
     system, the GPUs and the training metrics line up in time."""
@@ -151,6 +156,11 @@ def watch_frame(frame: dict[str, Any], width: int = 100, refresh: float | None =
     row("disk write", "disk.ioWrite", "B/s")
     row("network in", "network.bytesIn", "B/s")
     row("network out", "network.bytesOut", "B/s")
+    for k, port in enumerate(_get(last, "network.infiniband") or []):
+        where = f"port {k}" if not isinstance(port, dict) else (
+            f"{_plain(port.get('device'))}/{_plain(port.get('port'))}")
+        row(f"IB {where} out", f"network.infiniband.{k}.txBytes", "B/s")
+        row(f"IB {where} in", f"network.infiniband.{k}.rxBytes", "B/s")
     parts.append(sys_t if sys_t.row_count else Text("no system samples yet", style="dim"))
 
     gpus = (last or {}).get("accelerators") or []
@@ -169,6 +179,13 @@ def watch_frame(frame: dict[str, Any], width: int = 100, refresh: float | None =
                         f"{mem_text:<10}{'-' if temp is None else f'{temp:.0f}°C':>4}"
                         f"{'-' if power is None else f'{power:.0f}W':>5}",
                         sparkline(tr.get(f"accelerators.{gid}.utilization"), sw, "%"))
+            gpm = g.get("gpm") or {}
+            if gpm.get("smActive") is not None:  # Hopper and newer: what utilization hides
+                tensor, dram = gpm.get("tensorActive"), gpm.get("dramActive")
+                g_t.add_row("  SM active", number(gpm["smActive"], "%"),
+                            f"tensor {'-' if tensor is None else f'{tensor:.0f}%'} "
+                            f"DRAM {'-' if dram is None else f'{dram:.0f}%'}",
+                            sparkline(tr.get(f"accelerators.{gid}.gpm.smActive"), sw, "%"))
         parts.append(g_t)
     elif last is not None:
         parts.append(Text("no NVIDIA GPU in the samples", style="dim"))
