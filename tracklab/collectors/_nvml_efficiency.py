@@ -225,22 +225,23 @@ class Efficiency:
 
     def gpm_metrics(self, state: GpmState, first: Any, second: Any
                     ) -> dict[str, float | None] | None:
-        """The metrics between two samples: percents, and PCIe/NVLink rates in B/s."""
+        """The metrics between two samples: percents, and PCIe/NVLink rates in B/s (keys
+        ending ``Tx``/``Rx``). NVML reads each ``metricId`` and writes its result beside it."""
         req = state.request
         req.sample1, req.sample2 = first, second
-        for i, mid in enumerate(state.ids):  # NVML writes results over the request in place
-            req.metrics[i].metricId = mid
         if self.read("nvmlGpmMetricsGet", req) is None:
             return None
         out: dict[str, float | None] = {}
+        metrics = req.metrics
         for i, name in enumerate(state.names):
-            m = req.metrics[i]
-            v = float(m.value) if m.nvmlReturn == _SUCCESS else None
-            if v is not None and v != v:
-                v = None  # NaN: the window had no cycles to divide by
-            if v is not None and name not in GPM_PERCENTS:
-                v *= MIB
-            out[name] = None if v is None else round(v, 2)
+            m = metrics[i]
+            v = m.value
+            if m.nvmlReturn != _SUCCESS or v != v:  # NaN: a window without cycles to divide by
+                out[name] = None
+            elif name[-1] == "x":  # pcieTx, nvlinkRx...: MiB/s
+                out[name] = round(v * MIB, 1)
+            else:
+                out[name] = round(v, 2)
         return out
 
     def gpm_close(self, state: GpmState) -> None:

@@ -141,7 +141,8 @@ def read(nvml: Nvml, handle: Any, st: State, now: float) -> dict[str, Any]:
             for fid in unsupported:
                 del st.fields[fid]
     gpm = None if st.gpm is None else _gpm_read(nvml, handle, st.gpm, now)
-    if gpm is not None and st.fields and gpm.get("pcieTx") is not None:
+    gpm_pcie = gpm is not None and gpm.get("pcieTx") is not None
+    if gpm_pcie and len(st.fields) > 1:
         # GPM gives PCIe and NVLink rates: their byte counters are no longer worth a read
         st.fields = {fid: key for fid, key in st.fields.items() if key == "memoryTemperature"}
     if now - st.slow_at >= SLOW_EVERY_S:
@@ -151,14 +152,15 @@ def read(nvml: Nvml, handle: Any, st: State, now: float) -> dict[str, Any]:
         st.slow = {"pstate": nvml.pstate(handle), "encoder": enc, "decoder": dec,
                    "gen": gen, "width": width, "graphics": nvml.clock(handle, "graphics"),
                    "memory": nvml.clock(handle, "memory")}
-    pcie_tx = _rate(st, "pcieTx", fast.get("pcieTx"), now, 1.0)
-    pcie_rx = _rate(st, "pcieRx", fast.get("pcieRx"), now, 1.0)
-    if gpm is not None and gpm.get("pcieTx") is not None:
-        pcie_tx, pcie_rx = gpm.get("pcieTx"), gpm.get("pcieRx")
+    if gpm is not None and gpm_pcie:
+        pcie_tx, pcie_rx = gpm["pcieTx"], gpm.get("pcieRx")
+    else:
+        pcie_tx = _rate(st, "pcieTx", fast.get("pcieTx"), now, 1.0)
+        pcie_rx = _rate(st, "pcieRx", fast.get("pcieRx"), now, 1.0)
     if now - st.counters_at >= COUNTERS_EVERY_S:
         st.counters_at = now
         st.counters = _counters(nvml, handle, st)
-    if fast.get("pcieTx") is None and (gpm is None or gpm.get("pcieTx") is None):
+    if not gpm_pcie and fast.get("pcieTx") is None:
         # no counter gives PCIe traffic: NVML's 20 ms sample, seldom (it blocks)
         if now - st.throughput_at >= COUNTERS_EVERY_S:
             st.throughput_at = now
@@ -177,14 +179,15 @@ def read(nvml: Nvml, handle: Any, st: State, now: float) -> dict[str, Any]:
         "nvlink": None,
         "retiredPages": st.counters.get("retiredPages"),
         "remappedRows": st.counters.get("remappedRows"),
-        "gpm": None if gpm is None else {k: gpm.get(k) for k in GPM_PERCENTS},
+        "gpm": None if gpm is None else {k: gpm.get(k) for k in GPM_PERCENTS},  # a copy
         "migDevices": None,
     }
     if st.nvlinks:
-        tx = _rate(st, "nvlinkTx", fast.get("nvlinkTx"), now, 1024.0)  # KiB counters
-        rx = _rate(st, "nvlinkRx", fast.get("nvlinkRx"), now, 1024.0)
         if gpm is not None and gpm.get("nvlinkTx") is not None:
-            tx, rx = gpm.get("nvlinkTx"), gpm.get("nvlinkRx")
+            tx, rx = gpm["nvlinkTx"], gpm.get("nvlinkRx")
+        else:
+            tx = _rate(st, "nvlinkTx", fast.get("nvlinkTx"), now, 1024.0)  # KiB counters
+            rx = _rate(st, "nvlinkRx", fast.get("nvlinkRx"), now, 1024.0)
         out["nvlink"] = {"links": st.nvlinks, "txBytes": tx, "rxBytes": rx,
                          "crcErrors": st.counters.get("crc"),
                          "replayErrors": st.counters.get("replay"),
