@@ -49,7 +49,7 @@ def test_fast_run_parser_knows_exactly_the_typer_options() -> None:
     import typer.main
 
     from tracklab_cli.app import app
-    from tracklab_cli.options import RUN_OPTIONS
+    from tracklab_cli.commands.options import RUN_OPTIONS
 
     run_cmd = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     typer_names = {n for p in run_cmd.params for n in getattr(p, "opts", [])
@@ -100,3 +100,30 @@ def test_collectors_return_documented_types(family: str) -> None:
                     "openFiles", "pids"},
     }[family]
     assert expected <= set(section)
+
+
+def _raise_in_worker(kind: str) -> None:
+    from tracklab.errors import AmbiguousRun, MissingExtra, RunNotFound, StoreError
+
+    raise {"not-found": RunNotFound("abc", "/store"), "ambiguous": AmbiguousRun("a", ["a1", "a2"]),
+           "store": StoreError("/store/n.db", "disk I/O error"),
+           "extra": MissingExtra("matplotlib", "plot")}[kind]
+
+
+@pytest.mark.parametrize("kind", ["not-found", "ambiguous", "store", "extra"])
+def test_library_exceptions_cross_a_process_pool_with_their_fields(kind: str) -> None:
+    import concurrent.futures
+    import multiprocessing
+
+    import tracklab
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter, as DataLoader workers may be
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool, \
+            pytest.raises(tracklab.TracklabError) as caught:
+        pool.submit(_raise_in_worker, kind).result()
+    exc = caught.value
+    expected = {"not-found": ("ref", "abc"), "ambiguous": ("candidates", ["a1", "a2"]),
+                "store": ("reason", "disk I/O error"), "extra": ("hint", "pip install 'tracklab[plot]'")}
+    field, value = expected[kind]
+    assert getattr(exc, field) == value
+    assert type(exc).__module__ == "tracklab" and getattr(tracklab, type(exc).__name__) is type(exc)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.test_diagnose import N, gpu, info, only, rules, series, snap, store_run
-from tracklab.diagnose import diagnose
+from tracklab.read.diagnose import diagnose
 
 TRAINING = {"smActive": 72.0, "smOccupancy": 41.0, "tensorActive": 38.0, "dramActive": 35.0,
             "fp16Active": 6.0, "fp32Active": 12.0, "fp64Active": 0.0}

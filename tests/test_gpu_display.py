@@ -65,7 +65,7 @@ def test_watch_shows_sm_activity_and_the_ports(stored: str) -> None:
 
 def test_report_has_the_panels_and_rows(stored: str) -> None:
     import tracklab
-    from tracklab.report import report_html
+    from tracklab.read.report import report_html
 
     view = tracklab.open_run(stored)
     try:
@@ -80,7 +80,7 @@ def test_report_has_the_panels_and_rows(stored: str) -> None:
 def test_prometheus_exports_the_new_figures() -> None:
     pytest.importorskip("prometheus_client")
     from tests.test_prometheus import one, scrape
-    from tracklab.prometheus import PrometheusExporter
+    from tracklab.sampling.prometheus import PrometheusExporter
 
     e = PrometheusExporter("r1", "n1", "proj", 0, addr="127.0.0.1")
     try:

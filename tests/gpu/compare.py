@@ -104,7 +104,7 @@ def compare_mode(table: Table, store: str, work: str, mode: str, run_id: str) ->
     view = tracklab.open_run(run_id, store)
     try:
         samples = view.samples()
-        from tracklab.diagnose import diagnose
+        from tracklab.read.diagnose import diagnose
 
         found = [f["rule"] for f in diagnose(view)]
     finally:

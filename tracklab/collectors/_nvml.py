@@ -19,7 +19,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from ._nvml_efficiency import Efficiency
+from tracklab.collectors._nvml_efficiency import Efficiency
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import gpu_efficiency
-from ._nvml import GpuLost, Nvml
+from tracklab.collectors import gpu_efficiency
+from tracklab.collectors._nvml import GpuLost, Nvml
 
 log = logging.getLogger(__name__)
 

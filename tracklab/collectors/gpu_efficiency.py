@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._nvml import Nvml
-from ._nvml_efficiency import (
+from tracklab.collectors._nvml import Nvml
+from tracklab.collectors._nvml_efficiency import (
     FAST_FIELDS,
     GPM_MIN_WINDOW_S,
     GPM_PERCENTS,

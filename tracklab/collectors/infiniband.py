@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any
 
-from ._procfs import ProcFiles
+from tracklab.collectors._procfs import ProcFiles
 
 ROOT = "/sys/class/infiniband"
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import psutil
 
-from ._procfs import ProcFiles, read_once
-from .infiniband import ROOT as IB_ROOT
-from .infiniband import InfinibandCollector
+from tracklab.collectors._procfs import ProcFiles, read_once
+from tracklab.collectors.infiniband import ROOT as IB_ROOT
+from tracklab.collectors.infiniband import InfinibandCollector
 
 _SOCKSTAT = ("/proc/net/sockstat", "/proc/net/sockstat6")
 
