@@ -31,8 +31,8 @@ def test_rates_in_bytes_per_second_and_counters(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(infiniband, "SLOW_EVERY_S", 0.0)
     ib = FakeInfiniband(tmp_path, [("mlx5_0", 1, "InfiniBand"), ("mlx5_1", 1, "Ethernet")])
+    t0 = time.monotonic()  # before the collector's first reading: the rates' interval is inside
     c = InfinibandCollector(str(tmp_path))
-    t0 = time.monotonic()
     # 1 GB out and 2 GB in on the IB port: the data counters count 4-byte words
     ib.add("mlx5_0", 1, "port_xmit_data", GB // 4)
     ib.add("mlx5_0", 1, "port_rcv_data", 2 * GB // 4)
