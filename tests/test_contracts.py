@@ -96,7 +96,7 @@ def test_collectors_return_documented_types(family: str) -> None:
         "cpu": {"overall", "cores", "loadAverage", "processes", "threads"},
         "memory": {"usage", "used", "total", "swap"},
         "disk": {"usage", "used", "total", "ioRead", "ioWrite", "iops"},
-        "network": {"bytesIn", "bytesOut", "packetsIn", "packetsOut", "connections"},
+        "network": {"bytesIn", "bytesOut", "packetsIn", "packetsOut", "connections", "infiniband"},
         "process": {"pid", "count", "cpu", "rss", "uss", "threads", "readBytes", "writeBytes",
                     "openFiles", "pids"},
     }[family]
