@@ -79,6 +79,28 @@ def run_tracklab(*args: str, timeout: float = 60, **kwargs) -> subprocess.Comple
                           cwd=kwargs.pop("cwd", None), **kwargs)
 
 
+def cli(*args: str, env: dict[str, str] | None = None,
+        **_process_only: object) -> subprocess.CompletedProcess[str]:
+    """Run a reading command (show, ls, logs...) in this process, through typer's CliRunner,
+    where no real process is the point: same exit code, stdout and stderr as the subprocess,
+    the library's warnings as the command line prints them (one line each on stderr)."""
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from tracklab.errors import TracklabWarning
+    from tracklab_cli.app import app
+
+    def one_line(message: Warning | str, *_: object, **__: object) -> None:
+        sys.stderr.write(f"{message}\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", TracklabWarning)
+        warnings.showwarning = one_line
+        result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
 def write_script(tmp_path: Path, body: str, name: str = "child.py") -> Path:
     """A Python script for a test's child process, written to ``tmp_path``."""
     path = tmp_path / name

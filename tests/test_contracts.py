@@ -3,6 +3,7 @@ itself, the two `run` parsers agree, and generated completions are fresh."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def test_collectors_return_documented_types(family: str) -> None:
         "cpu": {"overall", "cores", "loadAverage", "processes", "threads"},
         "memory": {"usage", "used", "total", "swap"},
         "disk": {"usage", "used", "total", "ioRead", "ioWrite", "iops"},
-        "network": {"bytesIn", "bytesOut", "packetsIn", "packetsOut", "connections"},
+        "network": {"bytesIn", "bytesOut", "packetsIn", "packetsOut", "connections", "infiniband"},
         "process": {"pid", "count", "cpu", "rss", "uss", "threads", "readBytes", "writeBytes",
                     "openFiles", "pids"},
     }[family]
@@ -128,3 +129,34 @@ def test_library_exceptions_cross_a_process_pool_with_their_fields(kind: str) ->
     field, value = expected[kind]
     assert getattr(exc, field) == value
     assert type(exc).__module__ == "tracklab" and getattr(tracklab, type(exc).__name__) is type(exc)
+
+
+def test_json_payloads_have_the_documented_shape(tmp_path: Path) -> None:
+    """show, ls, watch and compare --json print the fields their TypedDicts declare (the
+    renderers read the same), and the README's "JSON output" section names each of them."""
+    from typing import get_type_hints
+
+    from tests.conftest import cli, run_tracklab, write_script
+    from tracklab.read.payloads import CompareData, LiveFrame, RunInfo, ShowData
+
+    script = write_script(tmp_path, "import tracklab\nrun = tracklab.init()\n"
+                                    "run.log({'loss': 1.0})\nrun.finish()\n")
+    for _ in range(2):
+        r = run_tracklab("run", "-q", "--interval", "0.2", "--", sys.executable, str(script))
+        assert r.returncode == 0, r.stderr
+    ids = [json.loads(line)["id"] for line in cli("ls", "--json").stdout.splitlines()]
+    payloads = {
+        "show": (json.loads(cli("show", ids[0], "--json").stdout), ShowData),
+        "ls": (json.loads(cli("ls", "--json").stdout.splitlines()[0]), RunInfo),
+        "watch": (json.loads(cli("watch", ids[0], "--json", "--once").stdout), LiveFrame),
+        "compare": (json.loads(cli("compare", *ids, "--json").stdout), CompareData),
+    }
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## JSON output"):]
+    section = section[:section.index("\n## ", 1)]
+    for name, (payload, shape) in payloads.items():
+        fields = set(get_type_hints(shape))
+        assert set(payload) <= fields, (name, set(payload) - fields)
+        assert set(payload) >= set(shape.__required_keys__), name
+        for field in fields:
+            assert f"`{field}`" in section, f"README's JSON output does not list {name}'s {field}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import TRACKLAB, run_tracklab, wait_until
+from tests.conftest import TRACKLAB, cli, run_tracklab, wait_until
 from tests.reliability.helpers import (
     pid_gone,
     python_child,
@@ -155,9 +155,9 @@ time.sleep(60)
     proc.communicate(timeout=30)
     wait_until(lambda: pid_gone(child_pid), "the orphaned child to die", 10)
     assert tracklab.open_run("latest").info["status"] == "crashed"
-    res = run_tracklab("ls", "--json")
+    res = cli("ls", "--json")
     assert json.loads(res.stdout.splitlines()[0])["status"] == "crashed"
-    assert "crashed" in run_tracklab("show", "latest").stdout
+    assert "crashed" in cli("show", "latest").stdout
 
 
 def test_child_sigkill_keeps_every_sample(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from tracklab.read.payloads import StatRow
 from tracklab.read.runs import RunView
 from tracklab.read.trends import panels
 from tracklab.textfmt import number
@@ -148,6 +149,11 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _stat_cells(row: StatRow) -> list[Any]:
+    """A table row's min, mean, max and last (the columns after its label)."""
+    return [row.get("min"), row.get("mean"), row.get("max"), row.get("last")]
+
+
 def report_html(view: RunView, n: int = 400) -> str:
     """One self-contained HTML page (inline CSS, SVG and script; nothing is fetched): the
     header, the diagnosis when :mod:`tracklab.read.diagnose` exists, the tables and the charts
@@ -185,12 +191,13 @@ def report_html(view: RunView, n: int = 400) -> str:
     tables = []
     if data["system"]:
         tables.append("<h3>System</h3>" + _table(stat_head, [
-            [r["label"], *(_fmt(r[c], r["unit"]) for c in stat_head[1:])]
+            [r["label"], *(_fmt(v, r["unit"]) for v in _stat_cells(r))]
             for r in data["system"]]))
     for g in data["gpus"]:
-        tables.append(f"<h3>GPU {g['id']}{' · ' + g['name'] if g.get('name') else ''}</h3>"
-                      + _table(stat_head, [[r["label"], *(_fmt(r[c], r["unit"])
-                                                          for c in stat_head[1:])]
+        name = f" · {g['name']}" if g.get("name") else ""
+        tables.append(f"<h3>GPU {g['id']}{name}</h3>"
+                      + _table(stat_head, [[r["label"], *(_fmt(v, r["unit"])
+                                                          for v in _stat_cells(r))]
                                            for r in g["rows"]]))
     if data["metrics"]:
         tables.append("<h3>Training metrics</h3>" + _table(

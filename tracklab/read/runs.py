@@ -13,11 +13,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from tracklab import _env
 from tracklab.errors import AmbiguousRun, RunNotFound, StoreError
 from tracklab.read.liveness import resolve_status
+from tracklab.read.payloads import MetricSummary, RunInfo
 from tracklab.sampling.stats import Stats, merge_stored, peaks, summary
 from tracklab.store import Shard, shard_paths
 from tracklab.store.codec import decode_sample, decode_values, loads_exact, unflatten
@@ -82,14 +83,15 @@ class RunView:
     # -- the record ------------------------------------------------------------------------------
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> RunInfo:
         rows = [r for _, r in self._parts]
         statuses = [resolve_status(r) for r in rows]
         first = min(rows, key=lambda r: r["started_at"])
         ended = [r["ended_at"] for r in rows if r["ended_at"]]
         status = min(statuses, key=STATUS_ORDER.index) if statuses else "unknown"
         exit_codes = [r["exit_code"] for r in rows if r["exit_code"] is not None]
-        info = {
+        end = max(ended) if ended and status != "running" else None
+        info: RunInfo = {
             "id": self.id, "name": first["name"], "project": first["project"],
             "status": status, "exit_code": max(exit_codes, key=abs) if exit_codes else None,
             "signal": next((r["signal"] for r in rows if r["signal"]), None),
@@ -97,16 +99,17 @@ class RunView:
             "host": first["host"], "nodes": sorted({r["node"] for r in rows if r["node"]}),
             "owner": first["owner"], "pid": first["pid"], "interval": first["interval"],
             "started_at": first["started_at"],
-            "ended_at": max(ended) if ended and status != "running" else None,
+            "ended_at": end,
             "heartbeat_at": max((r["heartbeat_at"] or 0) for r in rows) or None,
             "config": loads_exact(first["config"]) or {},
             "system": loads_exact(first["system"]) or {},
             "summary": loads_exact(first["summary"]) or {},
             "tags": loads_exact(first["tags"]) or [], "notes": first["notes"],
             "context": loads_exact(first.get("context")) or {},
+            "duration": None,
         }
-        end = info["ended_at"] or (time.time() if status == "running" else info["heartbeat_at"])
-        info["duration"] = (end - info["started_at"]) if end else None
+        until = end or (time.time() if status == "running" else info["heartbeat_at"])
+        info["duration"] = (until - info["started_at"]) if until else None
         if len(rows) > 1:
             info["node_status"] = {r["node"]: s for r, s in zip(rows, statuses)}
         return info
@@ -134,7 +137,7 @@ class RunView:
                         yield {"step": step, "time": t + off, "key": k, "value": v, "pid": pid,
                                "rank": rank, "node": row["node"]}
 
-    def metric_summary(self) -> dict[str, dict[str, Any]]:
+    def metric_summary(self) -> dict[str, MetricSummary]:
         """Per key: count, nans, min, max, mean, last, last_step, last_time (over all writers)."""
         out: dict[str, dict[str, Any]] = {}
         for shard, row in self._parts:
@@ -157,7 +160,8 @@ class RunView:
         for s in out.values():
             n = s["count"] - s["nans"]
             s["mean"] = s.pop("sum") / n if n and s["sum"] is not None else None
-        return dict(sorted(out.items()))
+        # built with a running sum, which the finished rows no longer hold
+        return cast("dict[str, MetricSummary]", dict(sorted(out.items())))
 
     # -- system samples ----------------------------------------------------------------------------
 
@@ -254,7 +258,7 @@ def open_run(ref: str, dir: str | None = None) -> RunView:
 
 def list_runs(dir: str | None = None, project: str | None = None, limit: int | None = 20,
               status: str | None = None, since: float | None = None,
-              tag: str | None = None) -> list[dict[str, Any]]:
+              tag: str | None = None) -> list[RunInfo]:
     """Runs newest first (merged over nodes), each a dict like ``RunView.info`` plus peaks."""
     store_dir = _env.store_dir(dir)
     shards = _open_shards(store_dir)

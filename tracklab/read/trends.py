@@ -16,9 +16,17 @@ import time
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 
-from tracklab.read.figures import GPU_ROWS, SYSTEM_ROWS
+from tracklab.read.figures import GPU_ROWS, IB_ROWS, SYSTEM_ROWS
+from tracklab.read.payloads import (
+    CompareData,
+    CompareRow,
+    CompareSection,
+    LiveFrame,
+    RunInfo,
+    ShowData,
+)
 from tracklab.read.runs import RunView, open_run
 from tracklab.store import Shard, series
 from tracklab.store.codec import decode_sample, decode_values, unflatten
@@ -32,14 +40,24 @@ SYSTEM_PANELS: list[tuple[str, str, list[str]]] = [
     ("GPU memory", "B", ["accelerators.*.memory.used", "accelerators.*.treeMemory"]),
     ("GPU power", "W", ["accelerators.*.power"]),
     ("GPU temperature", "°C", ["accelerators.*.temperature"]),
+    ("GPU SM, tensor and DRAM activity (GPM)", "%",
+     ["accelerators.*.gpm.smActive", "accelerators.*.gpm.tensorActive",
+      "accelerators.*.gpm.dramActive"]),
+    ("GPU PCIe and NVLink", "B/s", ["accelerators.*.pcie.txBytes", "accelerators.*.pcie.rxBytes",
+                                    "accelerators.*.nvlink.txBytes",
+                                    "accelerators.*.nvlink.rxBytes"]),
     ("disk IO", "B/s", ["disk.ioRead", "disk.ioWrite", "process.readBytes", "process.writeBytes"]),
     ("network", "B/s", ["network.bytesIn", "network.bytesOut"]),
+    ("InfiniBand / RoCE", "B/s", ["network.infiniband.*.txBytes",
+                                  "network.infiniband.*.rxBytes"]),
 ]
 WATCH_PATHS = ["cpu.overall", "memory.usage", "memory.used", "process.cpu", "process.rss",
                "disk.ioRead", "disk.ioWrite", "network.bytesIn", "network.bytesOut"]
-WATCH_GPU_PATHS = ["utilization", "memory.used", "power", "temperature"]
+WATCH_GPU_PATHS = ["utilization", "memory.used", "power", "temperature", "gpm.smActive"]
+WATCH_IB_PATHS = ["txBytes", "rxBytes"]
 _LABELS = {p: label for p, label, _ in SYSTEM_ROWS}
 _GPU_LABELS = {p: label for p, label, _ in GPU_ROWS}
+_IB_LABELS = {p: label for p, label, _ in IB_ROWS}
 
 
 # -- sampled series --------------------------------------------------------------------------------
@@ -49,20 +67,23 @@ def label(path: str) -> str:
     if path.startswith("accelerators."):
         _, gpu, rest = path.split(".", 2)
         return f"GPU {gpu} {_GPU_LABELS.get(rest, rest)}"
+    if path.startswith("network.infiniband.") and path.count(".") == 3:
+        _, _, port, field = path.split(".")
+        return f"InfiniBand/RoCE port {port} {_IB_LABELS.get(field, field)}"
     return _LABELS.get(path, path)
 
 
-def span(view: RunView, info: dict[str, Any] | None = None) -> tuple[float, float]:
+def span(view: RunView, info: RunInfo | None = None) -> tuple[float, float]:
     """The run's time range in epoch seconds: start to end, or to its newest data while it has
     not ended, so that every trend of one view ends at the same instant."""
-    info = view.info if info is None else info
-    start = float(info["started_at"])
-    end = info.get("ended_at")
+    record = view.info if info is None else info
+    start = float(record["started_at"])
+    end = record.get("ended_at")
     if end is None:
         ends = [s[1] for shard, row in view.parts
                 if (s := series.sample_span(shard, row["num"])) is not None]
         ends += [m["last_time"] for m in view.metric_summary().values() if m["last_time"]]
-        end = max([*ends, info.get("heartbeat_at") or start, start])
+        end = max([*ends, record.get("heartbeat_at") or start, start])
     return start, max(float(end), start + 1e-3)
 
 
@@ -109,14 +130,14 @@ def system_points(view: RunView, paths: Iterable[str] | None = None, n: int = 40
 
 
 def metric_points(view: RunView, keys: Iterable[str] | None = None,
-                  n: int = 400) -> dict[str, list[tuple[float, int, Any]]]:
+                  n: int = 400) -> dict[str, list[tuple[float, int | None, Any]]]:
     """About ``n`` evenly spaced points of each training key (by position in the log, which is
     time order per writer) plus its last value: ``{key: [(time, step, value), ...]}``.
 
     Values are exact (NaN, infinities, ints and bools as logged)."""
     summary = view.metric_summary()
     wanted = [k for k in (summary if keys is None else keys) if k in summary]
-    out: dict[str, list[tuple[float, int, Any]]] = {k: [] for k in wanted}
+    out: dict[str, list[tuple[float, int | None, Any]]] = {k: [] for k in wanted}
     for shard, row in view.parts:
         sp = series.point_span(shard, row["num"])
         if sp is None:
@@ -182,7 +203,7 @@ def metric_trends(view: RunView, keys: list[str], n: int = 40,
     return {k: to_grid(pts.get(k, []), start, end, n) for k in keys}
 
 
-def attach_trends(view: RunView, data: dict[str, Any], n: int = 40) -> dict[str, Any]:
+def attach_trends(view: RunView, data: ShowData, n: int = 40) -> ShowData:
     """Add a ``trend`` (``n`` columns, shared time axis) to every row of a ``summarize`` dict."""
     window = span(view, data["info"])
     rows = [*data["system"], *(r for g in data["gpus"] for r in g["rows"])]
@@ -210,7 +231,7 @@ def latest_sample(view: RunView) -> dict[str, Any] | None:
     return snap
 
 
-def live(view: RunView, n: int = 40, max_keys: int = 30) -> dict[str, Any]:
+def live(view: RunView, n: int = 40, max_keys: int = 30) -> LiveFrame:
     """One frame of ``tracklab watch``: the run record, the newest sample, trends of the
     headline system paths and of the first ``max_keys`` training keys."""
     info = view.info
@@ -218,6 +239,8 @@ def live(view: RunView, n: int = 40, max_keys: int = 30) -> dict[str, Any]:
     last = latest_sample(view)
     gpus = [g.get("id", i) for i, g in enumerate((last or {}).get("accelerators") or [])]
     paths = WATCH_PATHS + [f"accelerators.{g}.{p}" for g in gpus for p in WATCH_GPU_PATHS]
+    ports = range(len(((last or {}).get("network") or {}).get("infiniband") or []))
+    paths += [f"network.infiniband.{k}.{p}" for k in ports for p in WATCH_IB_PATHS]
     metrics = view.metric_summary()
     keys = list(metrics)[:max_keys]
     return {"info": info, "now": time.time(), "window": window, "last": last,
@@ -320,7 +343,7 @@ def _differs(values: list[Any], tolerance: float) -> bool:
     return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
 
 
-def compare(views: list[RunView], tolerance: float = 0.1) -> dict[str, Any]:
+def compare(views: list[RunView], tolerance: float = 0.1) -> CompareData:
     """Runs side by side: ``{runs: [{id, name}], sections: [{title, rows: [{label, unit,
     values, marked}]}]}``. A numeric row is marked when its values spread by more than
     ``tolerance`` (10%) of the largest; any other row when its values differ."""
@@ -331,7 +354,7 @@ def compare(views: list[RunView], tolerance: float = 0.1) -> dict[str, Any]:
     def stat(path: str, field: str) -> list[Any]:
         return [(s.get(path) or {}).get(field) for s in stats]
 
-    def row(lbl: str, unit: str, values: list[Any], tol: float = tolerance) -> dict[str, Any]:
+    def row(lbl: str, unit: str, values: list[Any], tol: float = tolerance) -> CompareRow:
         return {"label": lbl, "unit": unit, "values": values, "marked": _differs(values, tol)}
 
     run_rows = [
@@ -367,7 +390,7 @@ def compare(views: list[RunView], tolerance: float = 0.1) -> dict[str, Any]:
     ckeys = sorted({k for c in configs for k in c})
     config_rows = [row(k, "", [c.get(k) for c in configs], 0) for k in ckeys]
     same = [r for r in config_rows if not r["marked"]]
-    sections = [{"title": "run", "rows": run_rows}, {"title": "system", "rows": sys_rows},
+    sections: list[CompareSection] = [{"title": "run", "rows": run_rows}, {"title": "system", "rows": sys_rows},
                 {"title": "training metrics (last value)", "rows": train_rows},
                 {"title": "config (differences)", "rows": [r for r in config_rows if r["marked"]],
                  "note": f"{len(same)} identical keys not shown" if same else None}]
@@ -383,13 +406,17 @@ SORT_KEYS = {"started": ("started_at", True), "duration": ("duration", True),
              "exit": ("exit_code", False)}
 
 
-def sort_runs(runs: list[dict[str, Any]], by: str = "started",
-              reverse: bool = False) -> list[dict[str, Any]]:
+def sort_runs(runs: list[RunInfo], by: str = "started",
+              reverse: bool = False) -> list[RunInfo]:
     """Runs ordered by ``started`` (newest first), ``duration`` (longest first), ``name``,
     ``project``, ``status`` or ``exit``; ``reverse`` flips it. Missing values go last."""
     field, desc = SORT_KEYS[by]
-    have = [r for r in runs if r.get(field) is not None]
-    missing = [r for r in runs if r.get(field) is None]
-    have.sort(key=lambda r: r[field] if not isinstance(r[field], str) else r[field].lower(),
+
+    def value(r: RunInfo) -> Any:
+        return cast("dict[str, Any]", r).get(field)  # the field is chosen at run time
+
+    have = [r for r in runs if value(r) is not None]
+    missing = [r for r in runs if value(r) is None]
+    have.sort(key=lambda r: v.lower() if isinstance(v := value(r), str) else v,
               reverse=desc != reverse)
     return have + missing

@@ -54,12 +54,15 @@ def watch(
     interval: Annotated[float, typer.Option("--interval", "-n", min=0.1, max=86400.0,
                                             help="Seconds between refreshes.")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print each frame as one JSON line instead of drawing it.")] = False,
     dir: DirOpt = None,
 ) -> None:
     """Watch a run live: CPU, memory, GPUs, process tree and training metrics with trends.
 
     Read-only: it costs the run nothing. Ends by itself when the run ends (exit 0); Ctrl-C
-    stops watching and leaves the run alone.
+    stops watching and leaves the run alone. With --json, one JSON object a refresh (the
+    README's "JSON output" lists its fields).
 
     Example: tracklab watch            (from a second terminal while `tracklab run` works)
     """
@@ -86,6 +89,9 @@ def watch(
                     raise fail("no running run to watch; name one: tracklab watch RUN")
                 run = running[0]["id"]
             view = _open(run, dir)
+            if json_out:
+                view = _json_frames(view, run, interval, once)
+                return
             if once or view.info["status"] != "running":
                 console.print(frame(False))
                 if not once:
@@ -110,6 +116,26 @@ def watch(
     finally:
         if view is not None:
             view.close()
+
+
+def _json_frames(view: Any, ref: str, interval: float, once: bool) -> Any:
+    """``watch --json``: a frame a refresh, as JSON lines, until the run ends; returns the view
+    it read last (the caller closes it)."""
+    from tracklab.errors import RunNotFound
+    from tracklab.read import trends
+    from tracklab_cli import render
+
+    while True:
+        frame = trends.live(view)
+        render.print_json(frame, indent=None)
+        sys.stdout.flush()
+        if once or frame["info"]["status"] != "running":
+            return view
+        time.sleep(interval)
+        try:
+            view = trends.reopen(view)
+        except RunNotFound:
+            raise fail(f"run {ref} was deleted while watching") from None
 
 
 def _ended(view: Any) -> None:

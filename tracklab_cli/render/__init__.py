@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tracklab.read.payloads import RunInfo, ShowData
 from tracklab_cli.render.fmt import duration, number, size, when
 from tracklab_cli.render.text import command_text, spark_width, sparkline, status_text, trend_title
 
@@ -39,7 +40,7 @@ def print_json(data: Any, indent: int | None = 2) -> None:
                                 allow_nan=False) + "\n")
 
 
-def show(data: dict[str, Any]) -> None:
+def show(data: ShowData) -> None:
     c = console()
     trend = trend_title(data) if data.get("trend_window") else None
     sw = spark_width(c.width, 70)
@@ -69,8 +70,9 @@ def show(data: dict[str, Any]) -> None:
     c.print(head)
     last_lines(c, data)
     usage(c, data)  # percentages' bases, GPUs given, energy, diagnosis
-    if data.get("fleet"):
-        fleet(c, data["fleet"])
+    nodes = data.get("fleet")
+    if nodes:
+        fleet(c, nodes)
 
     if data["system"]:
         t = Table(title="System", title_justify="left")
@@ -116,7 +118,7 @@ def show(data: dict[str, Any]) -> None:
 _LS_CAPS = {"name": 20, "project": 12}
 
 
-def run_list(runs: list[dict[str, Any]]) -> None:
+def run_list(runs: list[RunInfo]) -> None:
     c = console()
     if not runs:
         c.print("no runs")
@@ -259,7 +261,7 @@ def code_text(code: dict[str, Any]) -> str:
     return text
 
 
-def context_rows(head: Table, data: dict[str, Any]) -> None:
+def context_rows(head: Table, data: ShowData) -> None:
     info = data["info"]
     if info.get("notes"):
         head.add_row("notes", Text(str(info["notes"])))
@@ -291,7 +293,7 @@ def context_rows(head: Table, data: dict[str, Any]) -> None:
         head.add_row("output", "not captured")
 
 
-def last_lines(c: Console, data: dict[str, Any]) -> None:
+def last_lines(c: Console, data: ShowData) -> None:
     """A run that ended badly: its last lines of output, beside its status."""
     lines = data.get("last_lines") or []
     if not lines:
@@ -309,7 +311,7 @@ def last_lines(c: Console, data: dict[str, Any]) -> None:
 # -- what the run used ----------------------------------------------------------------
 
 
-def _peaks(run: dict[str, Any]) -> dict[str, Any]:
+def _peaks(run: RunInfo) -> dict[str, Any]:
     return ((run.get("summary") or {}).get("peaks")) or {}
 
 
@@ -327,7 +329,7 @@ _LS_PEAKS: list[tuple[str, Any]] = [
 ]
 
 
-def usage(c: Console, data: dict[str, Any]) -> None:
+def usage(c: Console, data: ShowData) -> None:
     """The bases of the percentages, the GPUs the run was given, its energy, the diagnosis."""
     res = data.get("resources") or {}
     t = Table.grid(padding=(0, 2))

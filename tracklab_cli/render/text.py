@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from tracklab.read.payloads import ShowData
 from tracklab_cli.render.fmt import duration
 
 STATUS_STYLE = {
@@ -81,6 +82,6 @@ def spark_width(console_width: int, used: int) -> int:
     return max(10, min(40, console_width - used))
 
 
-def trend_title(data: dict[str, Any]) -> str:
+def trend_title(data: ShowData) -> str:
     w = data.get("trend_window")
     return f"trend ({duration(w['end'] - w['start'])})" if w else "trend"

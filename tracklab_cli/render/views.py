@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from tracklab.read.payloads import CompareData, LiveFrame
 from tracklab_cli.render.fmt import duration, number, size
 from tracklab_cli.render.text import command_text, num, sparkline, status_text
 
@@ -49,6 +50,11 @@ def _get(snap: dict[str, Any] | None, path: str) -> Any:
     return node
 
 
+def _plain(value: Any) -> str:
+    """A device or port name from a sample, kept to what such names are made of."""
+    return "".join(ch for ch in str(value) if ch.isalnum() or ch in "_-.")[:16] or "?"
+
+
 def _board(*titles: str) -> Table:
     """A table of the dashboard: every one has the same column widths, so the trends of the
     system, the GPUs and the training metrics line up in time."""
@@ -60,7 +66,7 @@ def _board(*titles: str) -> Table:
     return t
 
 
-def watch_frame(frame: dict[str, Any], width: int = 100, refresh: float | None = None) -> Panel:
+def watch_frame(frame: LiveFrame, width: int = 100, refresh: float | None = None) -> Panel:
     """The dashboard of ``tracklab watch`` for one :func:`tracklab.read.trends.live` frame."""
     info, last, tr = frame["info"], frame["last"], frame["trends"]
     status = status_text(info["status"])
@@ -92,6 +98,11 @@ def watch_frame(frame: dict[str, Any], width: int = 100, refresh: float | None =
     row("disk write", "disk.ioWrite", "B/s")
     row("network in", "network.bytesIn", "B/s")
     row("network out", "network.bytesOut", "B/s")
+    for k, port in enumerate(_get(last, "network.infiniband") or []):
+        where = f"port {k}" if not isinstance(port, dict) else (
+            f"{_plain(port.get('device'))}/{_plain(port.get('port'))}")
+        row(f"IB {where} out", f"network.infiniband.{k}.txBytes", "B/s")
+        row(f"IB {where} in", f"network.infiniband.{k}.rxBytes", "B/s")
     parts.append(sys_t if sys_t.row_count else Text("no system samples yet", style="dim"))
 
     gpus = (last or {}).get("accelerators") or []
@@ -110,6 +121,13 @@ def watch_frame(frame: dict[str, Any], width: int = 100, refresh: float | None =
                         f"{mem_text:<10}{'-' if temp is None else f'{temp:.0f}°C':>4}"
                         f"{'-' if power is None else f'{power:.0f}W':>5}",
                         sparkline(tr.get(f"accelerators.{gid}.utilization"), sw, "%"))
+            gpm = g.get("gpm") or {}
+            if gpm.get("smActive") is not None:  # Hopper and newer: what utilization hides
+                tensor, dram = gpm.get("tensorActive"), gpm.get("dramActive")
+                g_t.add_row("  SM active", number(gpm["smActive"], "%"),
+                            f"tensor {'-' if tensor is None else f'{tensor:.0f}%'} "
+                            f"DRAM {'-' if dram is None else f'{dram:.0f}%'}",
+                            sparkline(tr.get(f"accelerators.{gid}.gpm.smActive"), sw, "%"))
         parts.append(g_t)
     elif last is not None:
         parts.append(Text("no NVIDIA GPU in the samples", style="dim"))
@@ -133,11 +151,11 @@ def watch_frame(frame: dict[str, Any], width: int = 100, refresh: float | None =
     if metrics:
         m_t = _board("training metric", "last", "step", "trend")
         shown_keys = list(frame["metric_trends"])
-        for k in shown_keys:
-            s = metrics[k]
-            m_t.add_row(Text(k, overflow="ellipsis"), number(s["last"]),
+        for key in shown_keys:
+            s = metrics[key]
+            m_t.add_row(Text(key, overflow="ellipsis"), number(s["last"]),
                         f"{s['last_step']:,}" if s["last_step"] is not None else "-",
-                        sparkline(frame["metric_trends"][k], sw))
+                        sparkline(frame["metric_trends"][key], sw))
         parts.append(m_t)
         if len(metrics) > len(shown_keys):
             parts.append(Text(f"… {len(metrics) - len(shown_keys)} more training metrics "
@@ -163,7 +181,7 @@ def _cell(v: Any, unit: str) -> str:
     return number(v, unit)
 
 
-def compare(data: dict[str, Any]) -> Table:
+def compare(data: CompareData) -> Table:
     t = Table(caption="* differs: numbers by more than 10% of the largest, anything else at all",
               caption_justify="left")
     t.add_column("", width=1, no_wrap=True)
@@ -178,8 +196,9 @@ def compare(data: dict[str, Any]) -> Table:
             style = "bold yellow" if row["marked"] else ""
             t.add_row(Text("*" if row["marked"] else "", style=style), Text(row["label"]),
                       *(Text(_cell(v, row["unit"]), style=style) for v in row["values"]))
-        if sec.get("note"):
-            t.add_row("", Text(sec["note"], style="dim"), *([""] * len(data["runs"])))
+        note = sec.get("note")
+        if note:
+            t.add_row("", Text(note, style="dim"), *([""] * len(data["runs"])))
     return t
 
 
