@@ -11,7 +11,7 @@ from typing import TextIO
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "run":
-        from .fastrun import main_run
+        from tracklab_cli.commands.fastrun import main_run
 
         code = main_run(args[1:])
         if code is not None:
@@ -32,12 +32,12 @@ def main(argv: list[str] | None = None) -> None:
 
     warnings.showwarning = one_line
     if args and args[0] in ("show", "ls"):
-        from .fastread import main_read
+        from tracklab_cli.commands.fastread import main_read
 
         code = main_read(args[0], args[1:])
         if code is not None:
             sys.exit(code)
-    from .app import app
+    from tracklab_cli.app import app
 
     app(args=args, prog_name="tracklab")
 

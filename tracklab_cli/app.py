@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import typer
 
-from . import context_cmds, run_cmd, show_cmds, views
+from tracklab_cli.commands import logs_tag as context_cmds
+from tracklab_cli.commands import run as run_cmd
+from tracklab_cli.commands import show as show_cmds
+from tracklab_cli.commands import views
 
 app = typer.Typer(
     name="tracklab",

@@ -22,6 +22,7 @@ from . import (
     bench_capture,
     bench_compare,
     bench_concurrency,
+    bench_gpu,
     bench_light,
     bench_log,
     bench_memory,
@@ -45,6 +46,7 @@ BENCHES: dict[str, Callable[[Ctx], list[Row]]] = {
     "capture": bench_capture.bench,    # issue 8: console capture's cost to the child
     "nodes": bench_nodes.bench,        # issue 9: show of a 16-node run
     "light": bench_light.bench,        # fixed costs against psrecord
+    "gpu": bench_gpu.bench,            # the GPU efficiency fields' share of the sampler
 }
 OPT_IN = {"soak"}
 

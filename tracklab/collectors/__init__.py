@@ -64,28 +64,28 @@ class SystemCollectors:
         c = self._made.get(family)
         if c is None:
             if family == "cpu":
-                from .cpu import CpuCollector
+                from tracklab.collectors.cpu import CpuCollector
                 c = CpuCollector()
             elif family == "memory":
-                from .memory import MemoryCollector
+                from tracklab.collectors.memory import MemoryCollector
                 c = MemoryCollector()
             elif family == "disk":
-                from .disk import DiskCollector
+                from tracklab.collectors.disk import DiskCollector
                 c = DiskCollector(self._disk_path)
             elif family == "network":
-                from .network import NetworkCollector
+                from tracklab.collectors.network import NetworkCollector
                 c = NetworkCollector()
             elif family == "accelerators":
-                from .gpu import GpuCollector
+                from tracklab.collectors.gpu import GpuCollector
                 c = GpuCollector(self._nvml)
             elif family == "process":
-                from .process import ProcessTreeCollector
+                from tracklab.collectors.process import ProcessTreeCollector
                 c = ProcessTreeCollector(self._root_pid)
             elif family == "container":
-                from .container import ContainerCollector
+                from tracklab.collectors.container import ContainerCollector
                 c = ContainerCollector(self._root_pid)
             elif family == "energy":
-                from .energy import EnergyCollector
+                from tracklab.collectors.energy import EnergyCollector
                 c = EnergyCollector()
             else:
                 raise ValueError(f"unknown family {family!r}")
@@ -217,7 +217,7 @@ _ORDER = {f: i for i, f in enumerate(SystemCollectors.FAMILIES)}
 
 
 def _nvml_possible() -> bool:
-    from ._nvml import ENV_MODULE, driver_present
+    from tracklab.collectors._nvml import ENV_MODULE, driver_present
 
     return bool(os.environ.get(ENV_MODULE)) or driver_present()
 

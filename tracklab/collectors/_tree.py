@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import psutil
 
-from ._procfs import read_once
+from tracklab.collectors._procfs import read_once
 
 _RESCAN_S = 30.0  # full re-read of the parent map: repairs a pid reused between two listdirs
 

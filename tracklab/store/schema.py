@@ -77,10 +77,10 @@ _V2: list[Step] = [
     Index("console", ("run", "time")),
 ]
 
-# seconds the shared store's clock is ahead of the node's (tracklab.fleet), null if unknown
+# seconds the shared store's clock is ahead of the node's (tracklab.read.fleet), null if unknown
 _V3_CLOCK_OFFSET: list[Step] = [Column("runs", "clock_offset", float)]
 
-# what the run was (tracklab.context.run_context): code state, interpreter, packages (JSON)
+# what the run was (tracklab.sampling.machine.run_context): code state, interpreter, packages (JSON)
 _V4_CONTEXT: list[Step] = [Column("runs", "context", str)]
 
 MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3_CLOCK_OFFSET, _V4_CONTEXT]
@@ -136,3 +136,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+# The console table's stream names beside "stdout" and "stderr", for its writer and readers:
+MARKER = "tracklab"  # the stream of the marker row where the middle of a long output was cut
+BOTH = "output"  # the stream of stdout and stderr captured together (they went to one place)
