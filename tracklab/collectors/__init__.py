@@ -217,7 +217,7 @@ _ORDER = {f: i for i, f in enumerate(SystemCollectors.FAMILIES)}
 
 
 def _nvml_possible() -> bool:
-    from tracklab.collectors._nvml import ENV_MODULE, driver_present
+    from tracklab.collectors._driver import ENV_MODULE, driver_present
 
     return bool(os.environ.get(ENV_MODULE)) or driver_present()
 

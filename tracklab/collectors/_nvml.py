@@ -15,18 +15,13 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
 from types import ModuleType
 from typing import Any
 
+from tracklab.collectors._driver import _DRIVER_PATHS, ENV_MODULE, driver_present
 from tracklab.collectors._nvml_efficiency import Efficiency
 
 log = logging.getLogger(__name__)
-
-ENV_MODULE = "TRACKLAB_NVML_MODULE"
-
-# Any of these exists when a driver is loaded (/dev/dxg: WSL2's GPU paravirtualisation).
-_DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/dxg")
 
 # nvmlInit errors that only mean "no usable NVIDIA GPU here": a normal case, logged at DEBUG.
 _ABSENT = ("NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded", "NVMLError_GpuNotFound",
@@ -67,13 +62,6 @@ class GpuLost(Exception):
     def __init__(self, call: str) -> None:
         self.call = call
         super().__init__(f"GPU is lost (reported by {call})")
-
-
-def driver_present() -> bool:
-    """Whether an NVIDIA driver may be loaded; only Linux can tell cheaply, others say True."""
-    if not sys.platform.startswith("linux"):
-        return True
-    return any(os.path.exists(p) for p in _DRIVER_PATHS)
 
 
 def _import() -> ModuleType | None:

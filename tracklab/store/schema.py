@@ -10,30 +10,36 @@ newer tracklab (a higher version) is refused, not guessed at.
 from __future__ import annotations
 
 import sqlite3
-from typing import NamedTuple
 
 _TYPES = {int: "INTEGER", str: "TEXT", float: "REAL", bytes: "BLOB"}
 
 
-class Table(NamedTuple):
-    name: str
-    columns: dict[str, type]
-    pk: str | tuple[str, ...] | None = None
-    not_null: frozenset[str] = frozenset()
+class Table:
+    """A table: its columns (name -> Python type), primary key and NOT NULL columns. (Plain
+    classes, not NamedTuples: every process that opens a shard imports this module.)"""
+
+    __slots__ = ("columns", "name", "not_null", "pk")
+
+    def __init__(self, name: str, columns: dict[str, type],
+                 pk: str | tuple[str, ...] | None = None,
+                 not_null: frozenset[str] = frozenset()) -> None:
+        self.name, self.columns, self.pk, self.not_null = name, columns, pk, not_null
 
 
-class Index(NamedTuple):
-    table: str
-    columns: tuple[str, ...]
-    unique: bool = False
+class Index:
+    __slots__ = ("columns", "table", "unique")
+
+    def __init__(self, table: str, columns: tuple[str, ...], unique: bool = False) -> None:
+        self.table, self.columns, self.unique = table, columns, unique
 
 
-class Column(NamedTuple):
+class Column:
     """A column added to an existing table."""
 
-    table: str
-    name: str
-    type: type
+    __slots__ = ("name", "table", "type")
+
+    def __init__(self, table: str, name: str, type: type) -> None:
+        self.table, self.name, self.type = table, name, type
 
 
 Step = Table | Index | Column
