@@ -49,9 +49,11 @@ class Description:
     at most :meth:`end`'s ``wait``, after which it writes nothing more.
 
     Args:
-        shard_path, num: the run's shard and row.
+        shard_path, num: the run's shard and row (``num`` None: not made yet, see
+            :meth:`row_created`).
         store_dir: the store folder (its filesystem and path are part of ``system``).
-        command, cwd, environ, save_diff: what :func:`tracklab.sampling.machine.run_context` describes.
+        command, cwd, environ, save_diff: what :func:`tracklab.sampling.machine.run_context`
+            describes.
         collectors: a :class:`~tracklab.collectors.SystemCollectors` to read the GPUs through
             (the wrapper's sampler's), else ``system_info`` opens its own.
     """
