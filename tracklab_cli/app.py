@@ -163,3 +163,4 @@ def ls(
 
 
 from . import context_cmds, views  # noqa: E402,F401  (registers commands)
+from .commands import ui  # noqa: E402,F401  (registers the command)

@@ -73,7 +73,18 @@ def _v4_context(db: Any) -> None:
     db["runs"].add_column("context", str)
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2, _v3_clock_offset, _v4_context]
+def _v5_rollups(db: Any) -> None:
+    # per key, the min, max and last value of every 64, 1,024... points (tracklab.store.rollups)
+    db.execute(
+        "CREATE TABLE metric_rollups (run INTEGER NOT NULL, proc INTEGER NOT NULL, "
+        "key TEXT NOT NULL, level INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER, "
+        "min REAL, max REAL, last REAL, first_step INTEGER, last_step INTEGER, "
+        "first_time REAL, last_time REAL, PRIMARY KEY (run, key, level, proc, bucket)) "
+        "WITHOUT ROWID")
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2, _v3_clock_offset, _v4_context,
+                                           _v5_rollups]
 VERSION = len(MIGRATIONS)
 
 

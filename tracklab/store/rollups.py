@@ -1,0 +1,86 @@
+"""Per-key rollups: the minimum, maximum and last value of every run of ``LEVELS[i]`` points of a
+training key, kept by the writer beside the points, so a chart of a million-point run reads a
+thousand rows and still shows a spike logged once.
+
+A key's points are numbered in logging order per writer (its ordinal, which the key's running
+count gives); bucket ``b`` of level ``size`` holds ordinals ``b*size`` to ``(b+1)*size - 1``.
+The writer replaces the bucket it is filling on every flush, so rollups are as fresh as points.
+Non-finite values (NaN, infinities) are left out of the minimum and maximum; a bucket of only
+those has null extremes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+LEVELS = (64, 1024, 16384, 262144)
+
+# (run, proc, key, level, bucket, n, min, max, last, first_step, last_step, first_time, last_time)
+Row = tuple[Any, ...]
+INSERT = ("INSERT OR REPLACE INTO metric_rollups (run, proc, key, level, bucket, n, min, max, "
+          "last, first_step, last_step, first_time, last_time) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _extremes(part: Sequence[Any]) -> tuple[float | None, float | None]:
+    try:
+        total = float(sum(part))
+    except (TypeError, OverflowError):
+        total = math.nan
+    if math.isfinite(total):
+        return _float(min(part)), _float(max(part))
+    nums = [f for v in part if (f := _float(v)) is not None]
+    return (min(nums), max(nums)) if nums else (None, None)
+
+
+class Rollups:
+    """One writer's open buckets, per key and level, and the rows a flush must write."""
+
+    def __init__(self, run: int, proc: int) -> None:
+        self.run, self.proc = run, proc
+        # key -> per level: [bucket, n, min, max, last, first_step, last_step, first_time, last_time]
+        self._open: dict[str, list[list[Any]]] = {}
+        self._dirty: dict[tuple[str, int, int], Row] = {}
+
+    def fold(self, key: str, ordinal: int, col: Sequence[Any], steps: Sequence[Any],
+             times: Sequence[Any]) -> None:
+        """Add ``col`` (values of consecutive calls, the first of them the key's ``ordinal``-th
+        point), logged at ``steps`` and ``times``."""
+        levels = self._open.get(key)
+        if levels is None:
+            levels = self._open[key] = [[-1, 0, None, None, None, 0, 0, 0.0, 0.0]
+                                        for _ in LEVELS]
+        n = len(col)
+        for li, size in enumerate(LEVELS):
+            b = levels[li]
+            i = 0
+            while i < n:
+                bucket = (ordinal + i) // size
+                j = min(n, (bucket + 1) * size - ordinal)
+                part = col[i:j]
+                lo, hi = _extremes(part)
+                if b[0] != bucket:
+                    b[:] = [bucket, 0, None, None, None, int(steps[i]), 0, float(times[i]), 0.0]
+                b[1] += j - i
+                if lo is not None and (b[2] is None or lo < b[2]):
+                    b[2] = lo
+                if hi is not None and (b[3] is None or hi > b[3]):
+                    b[3] = hi
+                b[4], b[6], b[8] = _float(col[j - 1]), int(steps[j - 1]), float(times[j - 1])
+                self._dirty[(key, size, bucket)] = (self.run, self.proc, key, size, *b)
+                i = j
+
+    def take(self) -> list[Row]:
+        """The rows changed since the last call (completed buckets and the open ones)."""
+        rows, self._dirty = list(self._dirty.values()), {}
+        return rows

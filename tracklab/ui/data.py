@@ -1,0 +1,215 @@
+"""The JSON documents behind the dashboard: the runs table, one run's page, and chart series.
+
+Everything reads through :mod:`tracklab.runs` (shards merged, never written) and the downsampled
+series of :mod:`tracklab.ui.series`, so a request costs about the same on a run of a thousand
+points as on one of a million. Warnings the readers raise (a node's unreadable shard) are
+collected and returned, for the page's banner, instead of going to stderr.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
+from typing import Any, TypeVar
+
+from tracklab.runs import RunView, _group, _open_shards, open_run
+from tracklab.summary import GPU_ROWS, SYSTEM_ROWS
+
+from . import series
+
+T = TypeVar("T")
+
+# The runs table's peak columns: (column, system path pattern); GPU memory sums the run's GPUs.
+PEAKS = (("peak_cpu", "cpu.overall"), ("peak_rss", "process.rss"),
+         ("peak_gpu_mem", "accelerators.*.memory.used"), ("peak_gpu_util", "accelerators.*.utilization"))
+# The system panels under the training charts: (path pattern, title, unit), in this order.
+SYSTEM_CHARTS: list[tuple[str, str, str]] = [
+    ("cpu.overall", "CPU (all cores)", "%"),
+    ("memory.usage", "memory", "%"),
+    ("process.cpu", "process tree CPU (of one core)", "%"),
+    ("process.rss", "process tree RSS", "B"),
+    ("accelerators.*.utilization", "utilization", "%"),
+    ("accelerators.*.memory.used", "memory used", "B"),
+    ("accelerators.*.power", "power", "W"),
+    ("disk.ioRead", "disk read", "B/s"),
+    ("disk.ioWrite", "disk write", "B/s"),
+    ("network.bytesIn", "network in", "B/s"),
+    ("network.bytesOut", "network out", "B/s"),
+]
+_UNITS = {p: u for p, _, u in SYSTEM_ROWS} | {f"accelerators.*.{p}": u for p, _, u in GPU_ROWS}
+
+# The readers warn through the warnings module, whose filters are process-wide: requests that
+# read the store take turns, so one request's warnings are its own (reads are milliseconds).
+_lock = threading.Lock()
+
+
+@contextmanager
+def collected(into: list[str]) -> Iterator[None]:
+    """Run a read with the store's warnings appended to ``into`` rather than printed."""
+    with _lock, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        text = str(w.message)
+        if text not in into:
+            into.append(text)
+
+
+def read(fn: Callable[[], T], into: list[str]) -> T:
+    with collected(into):
+        return fn()
+
+
+def _finite(v: Any) -> Any:
+    """A value JSON can carry: NaN and infinities become their names (``JSON.parse`` refuses
+    the bare tokens Python writes)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    return v
+
+
+def clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    return _finite(obj)
+
+
+def _peak(stats: dict[str, dict[str, Any]], pattern: str) -> float | None:
+    hits = [s["max"] for p, s in stats.items() if fnmatchcase(p, pattern) and s["max"] is not None]
+    if not hits:
+        return None
+    return float(sum(hits)) if pattern.endswith("memory.used") and "*" in pattern else float(max(hits))
+
+
+def run_row(view: RunView, info: dict[str, Any]) -> dict[str, Any]:
+    """One row of the runs table: the record, peaks, and every metric's last value."""
+    stats = view.system_summary()
+    metrics = view.metric_summary()
+    row = {k: info.get(k) for k in ("id", "name", "project", "status", "exit_code", "signal",
+                                    "started_at", "ended_at", "duration", "tags", "notes",
+                                    "host", "nodes")}
+    row["config"] = info.get("config") or {}
+    for col, pattern in PEAKS:
+        row[col] = _peak(stats, pattern)
+    row["metrics"] = {k: m["last"] for k, m in metrics.items()}
+    row["last_step"] = max((m["last_step"] for m in metrics.values()
+                            if m["last_step"] is not None), default=None)
+    return row
+
+
+def runs_table(store_dir: str) -> list[dict[str, Any]]:
+    """Every run of the store, newest first, as :func:`run_row` rows."""
+    shards = _open_shards(store_dir)
+    try:
+        groups = _group([(s, r) for s in shards for r in s.run_rows()])
+        out = []
+        for parts in groups.values():
+            view = RunView(parts, store_dir)
+            out.append(run_row(view, view.info))
+        out.sort(key=lambda r: -(r["started_at"] or 0))
+        return out
+    finally:
+        for s in shards:
+            s.close()
+
+
+def run_page(store_dir: str, ref: str, console_tail: int = 200) -> dict[str, Any]:
+    """One run's page: the ``show`` data (record, diagnosis, GPUs, metrics) and its last lines."""
+    from tracklab.console_read import console_lines, not_captured
+    from tracklab.summary import summarize
+
+    view = open_run(ref, store_dir)
+    try:
+        data = summarize(view)
+        data["console"] = [{"time": c["time"], "stream": c["stream"], "line": c["line"]}
+                           for c in console_lines(view, tail=console_tail)]
+        data["console_note"] = not_captured(view)
+        return data
+    finally:
+        view.close()
+
+
+def console_text(store_dir: str, ref: str) -> str:
+    from tracklab.console_read import console_lines
+
+    view = open_run(ref, store_dir)
+    try:
+        return "\n".join(c["line"] for c in console_lines(view)) + "\n"
+    finally:
+        view.close()
+
+
+def keys_of(store_dir: str, refs: list[str]) -> dict[str, Any]:
+    """The training keys and system charts the selected runs have, for the chart grid."""
+    keys: dict[str, None] = {}
+    system: dict[str, None] = {}
+    for ref in refs:
+        view = open_run(ref, store_dir)
+        try:
+            for k in view.metric_summary():
+                keys.setdefault(k)
+            paths = list(view.system_summary())
+        finally:
+            view.close()
+        for pattern, _, _ in SYSTEM_CHARTS:
+            for p in sorted(paths, key=_natural):
+                if fnmatchcase(p, pattern):
+                    system.setdefault(p)
+    order = {pat: i for i, (pat, _, _) in enumerate(SYSTEM_CHARTS)}
+
+    def rank(p: str) -> tuple[int, list[Any]]:
+        return (next(i for pat, i in order.items() if fnmatchcase(p, pat)), _natural(p))
+
+    sys_charts = []
+    for p in sorted(system, key=rank):
+        pat = next(pat for pat, _, _ in SYSTEM_CHARTS if fnmatchcase(p, pat))
+        title = next(t for q, t, _ in SYSTEM_CHARTS if q == pat)
+        if p.startswith("accelerators."):
+            title = f"GPU {p.split('.')[1]} {title}"
+        sys_charts.append({"path": p, "title": title, "unit": _UNITS.get(pat, "")})
+    return {"metrics": list(keys), "system": sys_charts}
+
+
+def _natural(path: str) -> list[Any]:
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in path.split(".")]
+
+
+def chart_series(store_dir: str, refs: list[str], keys: list[str], axis: str,
+                 lo: float | None, hi: float | None, width: int,
+                 relative: bool = False) -> dict[str, Any]:
+    """For each run and each key (a training key, or ``sys:PATH`` for a system path): the
+    series downsampled to about ``width`` buckets of ``[lo, hi]`` on ``axis`` (``step`` or
+    ``time``), each bucket's minimum, maximum and last value kept. ``relative``: the bounds
+    are seconds since each run's start."""
+    out: dict[str, Any] = {}
+    started = time.perf_counter()
+    lo_given, hi_given = lo, hi
+    for ref in refs:
+        view = open_run(ref, store_dir)
+        try:
+            info = view.info
+            if relative and axis == "time":
+                base = float(info["started_at"])
+                lo = None if lo_given is None else lo_given + base
+                hi = None if hi_given is None else hi_given + base
+            per: dict[str, Any] = {}
+            steps = None
+            for key in keys:
+                if key.startswith("sys:"):
+                    if axis == "step" and steps is None:
+                        steps = series.step_clock(view)
+                    per[key] = series.system_series(view, key[4:], axis, lo, hi, width, steps)
+            metric_keys = [k for k in keys if not k.startswith("sys:")]
+            per.update(series.metric_series(view, metric_keys, axis, lo, hi, width))
+            out[info["id"]] = {"status": info["status"], "started_at": info["started_at"],
+                               "series": per}
+        finally:
+            view.close()
+    return {"runs": out, "axis": axis, "ms": round((time.perf_counter() - started) * 1000, 1)}

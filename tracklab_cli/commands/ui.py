@@ -1,0 +1,44 @@
+"""``tracklab ui``: serve the live dashboard until Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tracklab_cli.app import app, fail
+
+
+@app.command("ui")
+def ui(
+    dir: Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")] = None,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8177,
+    host: Annotated[str, typer.Option(
+        help="Address to bind. Anything but loopback requires the token in the printed URL."
+    )] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the URL in a browser.")] = False,
+) -> None:
+    """Serve a live web dashboard of the store's runs (read-only) until Ctrl-C."""
+    from tracklab import _env
+    from tracklab.errors import MissingExtra
+
+    if not 0 <= port <= 65535:
+        raise fail(f"--port must be 0 to 65535, not {port}", 2)
+    try:
+        from tracklab.ui.server import Dashboard, serve
+
+        server = Dashboard(_env.store_dir(dir), host, port)
+    except MissingExtra as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sys.stdout.write(f"tracklab ui: serving {server.store_dir}\n  {server.url}\n"
+                     "  (Ctrl-C to stop)\n")
+    sys.stdout.flush()
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    serve(server)
+    sys.stdout.write("tracklab ui: stopped\n")
