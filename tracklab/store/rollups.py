@@ -17,11 +17,12 @@ from typing import Any
 
 LEVELS = (64, 1024, 16384, 262144)
 
-# (run, proc, key, level, bucket, n, min, max, last, first_step, last_step, first_time, last_time)
+# (run, proc, key, level, bucket, n, min, max, last, first_step, last_step, first_time,
+#  last_time, first)
 Row = tuple[Any, ...]
 INSERT = ("INSERT OR REPLACE INTO metric_rollups (run, proc, key, level, bucket, n, min, max, "
-          "last, first_step, last_step, first_time, last_time) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+          "last, first_step, last_step, first_time, last_time, first) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def _float(v: Any) -> float | None:
@@ -48,7 +49,8 @@ class Rollups:
 
     def __init__(self, run: int, proc: int) -> None:
         self.run, self.proc = run, proc
-        # key -> per level: [bucket, n, min, max, last, first_step, last_step, first_time, last_time]
+        # key -> per level: [bucket, n, min, max, last, first_step, last_step, first_time,
+        # last_time, first]
         self._open: dict[str, list[list[Any]]] = {}
         self._dirty: dict[tuple[str, int, int], Row] = {}
 
@@ -58,7 +60,7 @@ class Rollups:
         point), logged at ``steps`` and ``times``."""
         levels = self._open.get(key)
         if levels is None:
-            levels = self._open[key] = [[-1, 0, None, None, None, 0, 0, 0.0, 0.0]
+            levels = self._open[key] = [[-1, 0, None, None, None, 0, 0, 0.0, 0.0, None]
                                         for _ in LEVELS]
         n = len(col)
         for li, size in enumerate(LEVELS):
@@ -70,7 +72,8 @@ class Rollups:
                 part = col[i:j]
                 lo, hi = _extremes(part)
                 if b[0] != bucket:
-                    b[:] = [bucket, 0, None, None, None, int(steps[i]), 0, float(times[i]), 0.0]
+                    b[:] = [bucket, 0, None, None, None, int(steps[i]), 0, float(times[i]), 0.0,
+                            _float(col[i])]
                 b[1] += j - i
                 if lo is not None and (b[2] is None or lo < b[2]):
                     b[2] = lo

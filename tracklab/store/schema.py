@@ -78,7 +78,7 @@ def _v5_rollups(db: Any) -> None:
     db.execute(
         "CREATE TABLE metric_rollups (run INTEGER NOT NULL, proc INTEGER NOT NULL, "
         "key TEXT NOT NULL, level INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER, "
-        "min REAL, max REAL, last REAL, first_step INTEGER, last_step INTEGER, "
+        "first REAL, min REAL, max REAL, last REAL, first_step INTEGER, last_step INTEGER, "
         "first_time REAL, last_time REAL, PRIMARY KEY (run, key, level, proc, bucket)) "
         "WITHOUT ROWID")
 

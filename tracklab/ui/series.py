@@ -32,8 +32,8 @@ from tracklab.store.rollups import LEVELS
 PER_PIXEL = 4  # rows read per pixel at most (a range with fewer points is read whole)
 RAW_ROWS = 200_000  # a whole-range read stops here: a rare key among many others uses rollups
 
-# A bucket: (x_first, x_last, min, max, last, x_min, x_max), values finite floats or None.
-Bucket = tuple[float, float, float | None, float | None, float | None, float, float]
+# A bucket: (x_first, x_last, min, max, last, x_min, x_max, first), values finite floats or None.
+Bucket = tuple[float, float, float | None, float | None, float | None, float, float, float | None]
 
 
 def _num(v: Any) -> float | None:
@@ -64,8 +64,12 @@ def downsample(buckets: Iterable[Bucket], lo: float, hi: float, width: int) -> d
         c[1], c[4] = b[1], b[4]
     pts: dict[float, float] = {}
     prev: float | None = None
+    if cols:  # the line starts where the data does
+        x_first, first = cols[min(cols)][0], cols[min(cols)][7]
+        if first is not None:
+            pts[x_first] = prev = first
     for i in sorted(cols):
-        _, x_last, mn, mx, last, x_mn, x_mx = cols[i]
+        _, x_last, mn, mx, last, x_mn, x_mx, _ = cols[i]
         # the line from the previous column's last value to this one's already spans part of
         # the column's range: only an excursion beyond it needs its own point
         ends = [v for v in (prev, last) if v is not None]
@@ -115,7 +119,7 @@ def _raw(shard: Shard, run: int, keys: list[str], col: str, a: int, b: int, off:
         x = float(step) if col == "step" else t + off
         for i, k in picks[ks]:
             v = _num(values[i])
-            out[k].append((x, x, v, v, v, x, x))
+            out[k].append((x, x, v, v, v, x, x, v))
     return out
 
 
@@ -133,7 +137,7 @@ def _rollups(shard: Shard, run: int, key: str, col: str, lo: float, hi: float, o
         return None
     if not procs:
         return None
-    sql = (f"SELECT bucket, n, min, max, last, {first}, {last} FROM metric_rollups "
+    sql = (f"SELECT bucket, n, min, max, last, {first}, {last}, first FROM metric_rollups "
            f"WHERE run = ? AND key = ? AND level = ? AND proc = ? AND bucket >= ? AND bucket < ? "
            f"AND {last} >= ? AND {first} <= ? ORDER BY bucket")
     out: list[Bucket] = []
@@ -148,10 +152,10 @@ def _rollups(shard: Shard, run: int, key: str, col: str, lo: float, hi: float, o
             o_lo, o_hi = rows[0][0] * size, (rows[-1][0] + 1) * size
             finer = sizes[li + 1] if li + 1 < len(sizes) else None
             if finer is None or len(rows) * (size // finer) > want:
-                for _b, _n, mn, mx, la, fx, lx in rows:
+                for _b, _n, mn, mx, la, fx, lx, fv in rows:
                     fx, lx = fx + off, lx + off
                     third = (lx - fx) / 3
-                    out.append((fx, lx, mn, mx, la, fx + third, fx + 2 * third))
+                    out.append((fx, lx, mn, mx, la, fx + third, fx + 2 * third, fv))
                 break
     return out
 
@@ -213,7 +217,7 @@ def _sampled(shard: Shard, run: int, key: str, col: str, a: int, b: int, off: fl
                                                            nums):
         v = _num(decode_values(fmt, blob)[sets[ks].index(key)])
         x = float(step) if col == "step" else t + off
-        out.append((x, x, v, v, v, x, x))
+        out.append((x, x, v, v, v, x, x, v))
     return out
 
 
@@ -296,7 +300,7 @@ def system_series(view: RunView, path: str, axis: str, lo: float | None, hi: flo
         times.append(t + off)
         values.append(_num(decode_sample(blob)[i]))
     xs: list[float | None] = list(times) if axis == "time" else _to_step(clock or [], times)
-    buckets = [(x, x, v, v, v, x, x) for x, v in zip(xs, values) if x is not None]
+    buckets = [(x, x, v, v, v, x, x, v) for x, v in zip(xs, values) if x is not None]
     if not buckets:
         return {"x": [], "y": []}
     a = lo if lo is not None else buckets[0][0]
