@@ -24,8 +24,8 @@ from tests.ui_fixtures import demo_store, make_run
 
 pytest.importorskip("uplot", reason="the ui extra (uplot-python) is not installed")
 
-from tracklab.ui import series  # noqa: E402
-from tracklab.ui.server import Dashboard  # noqa: E402
+from tracklab.ui import series
+from tracklab.ui.server import Dashboard
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def test_system_series_on_step_and_time_axes(store_dir: Path) -> None:
                                        200)
     finally:
         view.close()
-    assert by_step["x"] and 0 <= min(by_step["x"]) and max(by_step["x"]) <= 399
+    assert by_step["x"] and min(by_step["x"]) >= 0 and max(by_step["x"]) <= 399
     assert by_time["x"][0] >= 1_780_000_000 and len(by_time["x"]) == len(by_time["y"])
 
 
