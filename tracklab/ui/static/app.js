@@ -446,6 +446,9 @@ function onZoom(c, u) {
   if (c.programmatic) return;
   const { min, max } = u.scales.x;
   if (min === null || max === null) return;
+  const xs = u.data[0];
+  // uPlot sets the scale itself to the data's extent (first draw, new data): not a zoom
+  if (c.zoom === null && xs.length && min <= xs[0] && max >= xs[xs.length - 1]) return;
   c.zoom = [min, max];
   clearTimeout(c.zoomTimer);
   c.zoomTimer = setTimeout(() => detail(c, c.zoom), 150);
@@ -504,11 +507,14 @@ function flat(obj, prefix = "", out = {}) {
 
 async function renderRun(id) {
   const view = document.getElementById("view");
+  const token = state.routeToken;
   let d;
   try { d = await api(`/api/run/${encodeURIComponent(id)}`); } catch (e) {
+    if (token !== state.routeToken) return;
     view.replaceChildren(el("div", { class: "panel" }, el("h3", {}, "Run not found"), String(e.message)));
     return;
   }
+  if (token !== state.routeToken) return;  // the user went elsewhere meanwhile
   const info = d.info, code = (info.context || {}).code || {};
   const cmd = Array.isArray(info.command) ? info.command.join(" ") : info.command;
   const others = state.runs.filter(r => r.id !== info.id);
@@ -557,6 +563,9 @@ async function diffConfig(info, otherId, box) {
 
 function route() {
   const h = location.hash || "#/runs";
+  state.drawn = false;
+  state.routeToken = (state.routeToken || 0) + 1;
+  state.chartsToken++;
   document.getElementById("nav-runs").classList.toggle("active", h.startsWith("#/runs"));
   document.getElementById("nav-charts").classList.toggle("active", h.startsWith("#/charts"));
   if (h.startsWith("#/charts")) {
