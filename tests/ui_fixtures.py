@@ -30,7 +30,7 @@ def make_run(store: str, name: str, *, project: str = "vision", steps: int = 100
              tags: list[str] | None = None, config: dict[str, Any] | None = None,
              seed: int = 0, started: float | None = None, step_s: float = 3.6,
              keys: int = 4, samples: bool = True, finish: bool = True,
-             spike_at: int | None = None) -> Any:
+             spike_at: int | None = None, val: bool = True) -> Any:
     """One run of ``steps`` logged steps (``keys`` training keys each, plus ``val/*`` every 50
     steps) and a system sample every 10 steps. Returns the SDK run (still open unless
     ``finish``)."""
@@ -46,7 +46,7 @@ def make_run(store: str, name: str, *, project: str = "vision", steps: int = 100
         run = tracklab.init(project=project, name=name, config=config or {"lr": 3e-4 * (1 + seed),
                                                                            "batch_size": 64},
                             dir=store)
-        log_steps(run, clock, 0, steps, rng, seed, keys, t0, step_s, spike_at)
+        log_steps(run, clock, 0, steps, rng, seed, keys, t0, step_s, spike_at, val)
         if finish:
             run.finish()
         else:
@@ -79,7 +79,8 @@ def _node() -> str:
 
 
 def log_steps(run: Any, clock: Clock, first: int, last: int, rng: random.Random, seed: int,
-              keys: int, t0: float, step_s: float, spike_at: int | None = None) -> None:
+              keys: int, t0: float, step_s: float, spike_at: int | None = None,
+              val: bool = True) -> None:
     names = ["train/loss", "train/acc", "train/lr", "train/grad_norm", "perf/throughput",
              "perf/step_time", "train/weight_norm", "train/entropy"][:keys]
     rate = 0.004 * (1 + 0.3 * seed)
@@ -95,7 +96,7 @@ def log_steps(run: Any, clock: Clock, first: int, last: int, rng: random.Random,
                "perf/step_time": 0.05 + abs(rng.gauss(0, 0.004)),
                "train/weight_norm": 10 + step / 100, "train/entropy": 2 * math.exp(-step / 500)}
         run.log({k: row[k] for k in names}, step=step)
-        if step % 50 == 49:
+        if val and step % 50 == 49:
             run.log({"val/loss": loss * 1.1 + 0.05, "val/acc": 1 - loss / 2.4}, step=step)
 
 
@@ -126,7 +127,8 @@ def write_samples(shard: Any, num: int, t0: float, span: float, rng: random.Rand
                            json.dumps(stats), False)
 
 
-def demo_store(store: str, runs: int = 6, steps: int = 1000, keys: int = 4) -> list[str]:
+def demo_store(store: str, runs: int = 6, steps: int = 1000, keys: int = 4,
+               val: bool = True) -> list[str]:
     """A store of ``runs`` finished runs, like a small sweep. Returns their ids."""
     names = ["resnet50-baseline", "resnet50-lr3e-4", "resnet50-cosine", "vit-small-warmup",
              "vit-small-mixup", "resnet50-bs128", "vit-base", "convnext-tiny", "resnet18-fast",
@@ -135,6 +137,7 @@ def demo_store(store: str, runs: int = 6, steps: int = 1000, keys: int = 4) -> l
     for i in range(runs):
         run = make_run(store, names[i % len(names)] + ("" if i < len(names) else f"-{i}"),
                        project="vision" if i % 3 else "sweep", steps=steps, seed=i, keys=keys,
+                       val=val,
                        tags=["baseline"] if i == 0 else ["sweep", f"lr{i}"])
         ids.append(run.id)
     return ids

@@ -29,6 +29,7 @@ from . import (
     bench_scale,
     bench_soak,
     bench_startup,
+    bench_ui,
 )
 from ._util import PY, ROOT, Ctx, Row, default_tmp, env, rmtree, run_worker
 
@@ -43,6 +44,7 @@ BENCHES: dict[str, Callable[[Ctx], list[Row]]] = {
     "compare": bench_compare.bench,    # figure 10
     "capture": bench_capture.bench,    # issue 8: console capture's cost to the child
     "nodes": bench_nodes.bench,        # issue 9: show of a 16-node run
+    "ui": bench_ui.bench,              # the dashboard: series, charts drawn, a big store
 }
 OPT_IN = {"soak"}
 
