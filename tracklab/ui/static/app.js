@@ -5,7 +5,7 @@
 
 const PALETTE = ["#3b6fd8", "#e2543f", "#2ca58d", "#f5a623", "#8e5cd9", "#d6458f", "#17a2b8",
   "#7cb342", "#a0522d", "#5c6bc0", "#ef6c00", "#00897b", "#c2185b", "#6d4c41", "#546e7a"];
-const POLL_MS = 2000;
+const POLL_MS = 1000;  // a new run or point shows within about a second
 const state = {
   runs: [], byId: new Map(), warnings: [],
   selected: JSON.parse(localStorage.getItem("tl.selected") || "[]"),
@@ -409,7 +409,9 @@ function draw(c) {
   c.u = new uPlot(opts, data, c.box);
   c.programmatic = false;
   c.u.over.addEventListener("dblclick", () => { if (c.zoom) { c.zoom = null; detail(c, null); } });
-  c.u.over.addEventListener("mouseleave", () => { if (c.tip) c.tip.hidden = true; });
+  // the cursor line is synced across charts; the values box shows on the hovered chart only
+  c.u.over.addEventListener("mouseenter", () => { c.hover = true; });
+  c.u.over.addEventListener("mouseleave", () => { c.hover = false; if (c.tip) c.tip.hidden = true; });
 }
 
 function nearest(arr, i) {
@@ -424,7 +426,7 @@ function nearest(arr, i) {
 function tip(c, u) {
   const i = u.cursor.idx;
   if (!c.tip) { c.tip = el("div", { class: "tip" }); c.card.append(c.tip); }
-  if (i === null || i === undefined || u.cursor.left < 0) { c.tip.hidden = true; return; }
+  if (!c.hover || i === null || i === undefined || u.cursor.left < 0) { c.tip.hidden = true; return; }
   const smooth = state.smoothing > 0 && !c.key.startsWith("sys:");
   const stride = smooth ? 2 : 1;
   const x = u.data[0][i];
