@@ -198,3 +198,34 @@ def test_zoom_asks_the_server_for_the_range(driver: Any, served: Dashboard, stor
     zoomed = driver.execute_script(in_range)
     # the overview holds about one point in 15 there; the zoom about one per pixel
     assert overview < 100 and zoomed > 300, (overview, zoomed)
+
+
+def test_a_new_run_and_a_running_runs_row_update_without_a_reload(driver: Any, served: Dashboard,
+                                                                 store_dir: Path) -> None:
+    import random
+
+    from tracklab import sdk
+
+    live = make_run(str(store_dir), "live", steps=20, keys=1, samples=False, finish=False,
+                    started=1_780_000_000.0)
+    open_page(driver, served)
+    wait_until(lambda: table_ids(driver) == [live.id], "the running run's row", 30)
+    driver.execute_script("window.__sameDocument = 1")
+    cell = ("const r = state.byId.get(arguments[0]); return r && r.metrics['train/loss'] !== undefined"
+            " ? document.querySelector(`tr[data-run='${arguments[0]}']`).textContent : null")
+    before = driver.execute_script(cell, live.id)
+    assert "running" in before
+    clock = Clock(0)
+    saved = sdk._time
+    sdk._time = clock
+    try:
+        log_steps(live, clock, 20, 40, random.Random(7), 3, 1, 1_780_000_000.0, 3.6)
+    finally:
+        sdk._time = saved
+    live.flush()
+    wait_until(lambda: driver.execute_script(cell, live.id) != before, "the row to update", 30)
+    other = make_run(str(store_dir), "newcomer", steps=10, keys=1, samples=False)
+    wait_until(lambda: other.id in table_ids(driver), "the new run's row", 30)
+    assert driver.execute_script("return window.__sameDocument") == 1
+    live.finish()
+    wait_until(lambda: "finished" in driver.execute_script(cell, live.id), "the status change", 30)

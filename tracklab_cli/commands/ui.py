@@ -19,7 +19,14 @@ def ui(
     )] = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open", help="Open the URL in a browser.")] = False,
 ) -> None:
-    """Serve a live web dashboard of the store's runs (read-only) until Ctrl-C."""
+    """Serve a live web dashboard of the store's runs (read-only) until Ctrl-C.
+
+    Runs table, charts of the selected runs (training metrics and system panels on one x
+    axis), run pages. Loopback by default; any other --host prints a URL with a token, and a
+    request without it gets 401. Needs the chart library: pip install 'tracklab[ui]'.
+
+    Example: tracklab ui --dir /shared/tracklab   (on a node: ssh -N -L 8177:127.0.0.1:8177 node)
+    """
     from tracklab import _env
     from tracklab.errors import MissingExtra
 
