@@ -18,7 +18,7 @@ pytest.importorskip("uplot", reason="the ui extra (uplot-python) is not installe
 if browser.missing():
     pytest.skip(browser.missing() or "", allow_module_level=True)
 
-from tracklab.ui.server import Dashboard  # noqa: E402
+from tracklab.ui.server import Dashboard
 
 pytestmark = pytest.mark.slow
 

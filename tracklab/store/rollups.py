@@ -52,38 +52,48 @@ class Rollups:
         # key -> per level: [bucket, n, min, max, last, first_step, last_step, first_time,
         # last_time, first]
         self._open: dict[str, list[list[Any]]] = {}
-        self._dirty: dict[tuple[str, int, int], Row] = {}
+        self._done: list[Row] = []  # buckets completed since the last take()
+        self._touched: set[str] = set()  # keys whose open buckets changed
 
     def fold(self, key: str, ordinal: int, col: Sequence[Any], steps: Sequence[Any],
              times: Sequence[Any]) -> None:
         """Add ``col`` (values of consecutive calls, the first of them the key's ``ordinal``-th
-        point), logged at ``steps`` and ``times``."""
+        point), logged at ``steps`` and ``times``.
+
+        The values are scanned once, a finest-level bucket's slice at a time; every coarser
+        bucket boundary is also a finest one, so each slice's summary folds into all levels."""
         levels = self._open.get(key)
         if levels is None:
             levels = self._open[key] = [[-1, 0, None, None, None, 0, 0, 0.0, 0.0, None]
                                         for _ in LEVELS]
         n = len(col)
-        for li, size in enumerate(LEVELS):
-            b = levels[li]
-            i = 0
-            while i < n:
+        finest = LEVELS[0]
+        i = 0
+        while i < n:
+            j = min(n, ((ordinal + i) // finest + 1) * finest - ordinal)
+            lo, hi = _extremes(col[i:j])
+            first, last = _float(col[i]), _float(col[j - 1])
+            s0, s1, t0, t1 = int(steps[i]), int(steps[j - 1]), float(times[i]), float(times[j - 1])
+            for size, b in zip(LEVELS, levels):
                 bucket = (ordinal + i) // size
-                j = min(n, (bucket + 1) * size - ordinal)
-                part = col[i:j]
-                lo, hi = _extremes(part)
                 if b[0] != bucket:
-                    b[:] = [bucket, 0, None, None, None, int(steps[i]), 0, float(times[i]), 0.0,
-                            _float(col[i])]
+                    if b[0] >= 0 and key in self._touched:
+                        self._done.append((self.run, self.proc, key, size, *b))
+                    b[:] = [bucket, 0, None, None, None, s0, 0, t0, 0.0, first]
                 b[1] += j - i
                 if lo is not None and (b[2] is None or lo < b[2]):
                     b[2] = lo
                 if hi is not None and (b[3] is None or hi > b[3]):
                     b[3] = hi
-                b[4], b[6], b[8] = _float(col[j - 1]), int(steps[j - 1]), float(times[j - 1])
-                self._dirty[(key, size, bucket)] = (self.run, self.proc, key, size, *b)
-                i = j
+                b[4], b[6], b[8] = last, s1, t1
+            self._touched.add(key)
+            i = j
 
     def take(self) -> list[Row]:
         """The rows changed since the last call (completed buckets and the open ones)."""
-        rows, self._dirty = list(self._dirty.values()), {}
+        rows = self._done
+        for key in self._touched:
+            rows.extend((self.run, self.proc, key, size, *b)
+                        for size, b in zip(LEVELS, self._open[key]) if b[0] >= 0)
+        self._done, self._touched = [], set()
         return rows

@@ -29,7 +29,10 @@ from tracklab.store import series as seeks
 from tracklab.store.codec import decode_sample, decode_values
 from tracklab.store.rollups import LEVELS
 
-PER_PIXEL = 4  # rows read per pixel at most (a range with fewer points is read whole)
+PER_PIXEL = 4  # rollup rows read per pixel at most
+# a range with fewer points than this per pixel is read whole: below it, even the finest rollups
+# (64 points a row) would give fewer rows than pixels
+RAW_PER_PIXEL = 16
 RAW_ROWS = 200_000  # a whole-range read stops here: a rare key among many others uses rollups
 
 # A bucket: (x_first, x_last, min, max, last, x_min, x_max, first), values finite floats or None.
@@ -184,7 +187,7 @@ def metric_series(view: RunView, keys: list[str], axis: str, lo: float | None,
             continue
         share = (b - a + 1) / (sp[1] - sp[0] + 1)
         whole = [k for k in keys
-                 if summary[k]["count"] * share <= PER_PIXEL * width and b - a < RAW_ROWS]
+                 if summary[k]["count"] * share <= RAW_PER_PIXEL * width and b - a < RAW_ROWS]
         if whole:
             for k, got in _raw(shard, num, whole, col, a, b + 1, off,
                                seeks.keysets(shard)).items():
