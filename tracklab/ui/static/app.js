@@ -401,7 +401,9 @@ function draw(c) {
     axes: [
       { stroke: "#6b7280", grid: { stroke: "#f0f1f3" }, size: 34,
         values: state.axis === "relative" ? (u, vals) => vals.map(fmtDur) : timeAxis ? undefined : (u, vals) => vals.map(fmtTick) },
-      { stroke: "#6b7280", grid: { stroke: "#f0f1f3" }, size: 58, values: (u, vals) => vals.map(v => fmtUnit(v, c.unit, true)) },
+      { stroke: "#6b7280", grid: { stroke: "#f0f1f3" }, values: (u, vals) => vals.map(v => fmtUnit(v, c.unit, true)),
+        // as wide as the longest tick label, so "18.6 GiB" is not cut to "8.6 GiB"
+        size: (u, values) => 20 + 8 * Math.max(3, ...(values || []).map(v => String(v).length)) },
     ],
     hooks: { setCursor: [u => tip(c, u)], setScale: [(u, key) => { if (key === "x") onZoom(c, u); }] },
   };
