@@ -127,7 +127,7 @@ def test_corrupt_shard_leaves_other_runs_visible_with_a_warning(served: Dashboar
 
 
 def test_series_keeps_a_spike_logged_once_and_a_zoom_reads_its_range(store_dir: Path) -> None:
-    from tracklab.runs import open_run
+    from tracklab.read.runs import open_run
 
     run = make_run(str(store_dir), "long", steps=60_000, keys=2, samples=False, spike_at=41_234)
     view = open_run(run.id, str(store_dir))
@@ -162,7 +162,7 @@ def test_rollups_are_the_min_max_and_last_of_their_points(store_dir: Path) -> No
 
 
 def test_system_series_on_step_and_time_axes(store_dir: Path) -> None:
-    from tracklab.runs import open_run
+    from tracklab.read.runs import open_run
 
     (rid,) = demo_store(str(store_dir), runs=1, steps=400)
     view = open_run(rid, str(store_dir))

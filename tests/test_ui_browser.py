@@ -122,7 +122,7 @@ def test_a_running_runs_new_points_appear_without_a_reload(driver: Any, served: 
                                                           store_dir: Path) -> None:
     import random
 
-    from tracklab import sdk
+    from tracklab.sdk import run as sdk
 
     run = make_run(str(store_dir), "live", steps=50, keys=2, samples=False, finish=False,
                    started=1_780_000_000.0)
@@ -204,7 +204,7 @@ def test_a_new_run_and_a_running_runs_row_update_without_a_reload(driver: Any, s
                                                                  store_dir: Path) -> None:
     import random
 
-    from tracklab import sdk
+    from tracklab.sdk import run as sdk
 
     live = make_run(str(store_dir), "live", steps=20, keys=1, samples=False, finish=False,
                     started=1_780_000_000.0)

@@ -35,7 +35,7 @@ def make_run(store: str, name: str, *, project: str = "vision", steps: int = 100
     steps) and a system sample every 10 steps. Returns the SDK run (still open unless
     ``finish``)."""
     import tracklab
-    from tracklab import sdk
+    from tracklab.sdk import run as sdk
 
     rng = random.Random(seed)
     t0 = (started if started is not None else 1_780_000_000.0 + seed * 7200)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from tracklab._version import __version__
+from tracklab.errors import (
     AmbiguousRun,
     RunNotFound,
     StoreError,
@@ -15,16 +16,17 @@ from .errors import (
     TracklabWarning,
     UsageError,
 )
-from .sdk import Run, current_run, finish, init, log
 
-__version__ = "0.1.0"
+# raised by the optional extras (plot, parquet, ui); importable here, outside the SDK's __all__
+from tracklab.errors import MissingExtra as MissingExtra
+from tracklab.sdk.run import Run, current_run, finish, init, log
 
 _LAZY = {
-    "open_run": "runs", "list_runs": "runs", "RunView": "runs",
-    "get_run_system_monitor": "monitoring", "cleanup_run_monitor": "monitoring",
-    "RunSystemMonitor": "monitoring",
-    "monitor_cpu": "hardware", "monitor_memory": "hardware", "monitor_gpu": "hardware",
-    "monitor_hardware": "hardware", "integrate_with_run": "hardware",
+    "open_run": "read.runs", "list_runs": "read.runs", "RunView": "read.runs",
+    "get_run_system_monitor": "sdk.system_monitor", "cleanup_run_monitor": "sdk.system_monitor",
+    "RunSystemMonitor": "sdk.system_monitor",
+    "monitor_cpu": "sdk.monitors", "monitor_memory": "sdk.monitors", "monitor_gpu": "sdk.monitors",
+    "monitor_hardware": "sdk.monitors", "integrate_with_run": "sdk.monitors",
 }
 
 __all__ = [
@@ -48,12 +50,16 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .hardware import (
+    from tracklab.read.runs import RunView, list_runs, open_run
+    from tracklab.sdk.monitors import (
         integrate_with_run,
         monitor_cpu,
         monitor_gpu,
         monitor_hardware,
         monitor_memory,
     )
-    from .monitoring import RunSystemMonitor, cleanup_run_monitor, get_run_system_monitor
-    from .runs import RunView, list_runs, open_run
+    from tracklab.sdk.system_monitor import (
+        RunSystemMonitor,
+        cleanup_run_monitor,
+        get_run_system_monitor,
+    )

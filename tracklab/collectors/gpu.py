@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._nvml import GpuLost, Nvml
+from tracklab.collectors._nvml import GpuLost, Nvml
 
 log = logging.getLogger(__name__)
 

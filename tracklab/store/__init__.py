@@ -7,8 +7,7 @@ import os
 import re
 
 from tracklab.errors import StoreError
-
-from .shard import FINAL_TIMEOUT_S, Shard
+from tracklab.store.shard import FINAL_TIMEOUT_S, Shard
 
 SHARD_GLOB = "node-*.db"
 

@@ -64,12 +64,12 @@ def _v2(db: Any) -> None:
 
 
 def _v3_clock_offset(db: Any) -> None:
-    # seconds the shared store's clock is ahead of the node's (tracklab.fleet), null if unknown
+    # seconds the shared store's clock is ahead of the node's (tracklab.read.fleet), null if unknown
     db["runs"].add_column("clock_offset", float)
 
 
 def _v4_context(db: Any) -> None:
-    # what the run was (tracklab.context.run_context): code state, interpreter, packages (JSON)
+    # what the run was (tracklab.sampling.machine.run_context): code state, interpreter, packages (JSON)
     db["runs"].add_column("context", str)
 
 
@@ -114,3 +114,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+# The console table's stream names beside "stdout" and "stderr", for its writer and readers:
+MARKER = "tracklab"  # the stream of the marker row where the middle of a long output was cut
+BOTH = "output"  # the stream of stdout and stderr captured together (they went to one place)

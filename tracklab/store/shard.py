@@ -17,10 +17,9 @@ from itertools import islice
 from typing import Any
 
 from tracklab.errors import StoreError
-
-from . import schema
-from .codec import dumps_exact
-from .rollups import INSERT as ROLLUPS_INSERT
+from tracklab.store import schema
+from tracklab.store.codec import dumps_exact
+from tracklab.store.rollups import INSERT as ROLLUPS_INSERT
 
 BUSY_TIMEOUT_S = 10.0
 FINAL_TIMEOUT_S = 1.5  # the last status write of a run must not hold up its exit
@@ -126,6 +125,12 @@ class Shard:
             self.conn.close()
         except sqlite3.Error:
             pass
+
+    def __enter__(self) -> Shard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- transactions ---------------------------------------------------------------------------
 
@@ -358,7 +363,7 @@ class Shard:
         """Insert ``(run, time, stream, line)`` rows in one transaction; returns the row id of
         the last (rows get consecutive ids), 0 without rows.
 
-        The console capture's cap (tracklab.capture) uses the keywords, for run ``run``:
+        The console capture's cap (tracklab.wrapper.capture) uses the keywords, for run ``run``:
         ``marker=(rowid, text)`` sets that row's text (deletes the row when text is ""), and
         ``evict=(after, upto)`` deletes the run's rows with ``after < rowid <= upto``.
         """

@@ -1,6 +1,6 @@
 """The JSON documents behind the dashboard: the runs table, one run's page, and chart series.
 
-Everything reads through :mod:`tracklab.runs` (shards merged, never written) and the downsampled
+Everything reads through :mod:`tracklab.read.runs` (shards merged, never written) and the downsampled
 series of :mod:`tracklab.ui.series`, so a request costs about the same on a run of a thousand
 points as on one of a million. Warnings the readers raise (a node's unreadable shard) are
 collected and returned, for the page's banner, instead of going to stderr.
@@ -12,15 +12,14 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
-from tracklab.runs import RunView, _group, _open_shards, open_run
-from tracklab.summary import GPU_ROWS, SYSTEM_ROWS
-
-from . import series
+from tracklab.read.figures import GPU_ROWS, SYSTEM_ROWS
+from tracklab.read.runs import RunView, _group, _open_shards, open_run
+from tracklab.ui import series
 
 T = TypeVar("T")
 
@@ -88,7 +87,7 @@ def _peak(stats: dict[str, dict[str, Any]], pattern: str) -> float | None:
     return float(sum(hits)) if pattern.endswith("memory.used") and "*" in pattern else float(max(hits))
 
 
-def run_row(view: RunView, info: dict[str, Any]) -> dict[str, Any]:
+def run_row(view: RunView, info: Mapping[str, Any]) -> dict[str, Any]:
     """One row of the runs table: the record, peaks, and every metric's last value."""
     stats = view.system_summary()
     metrics = view.metric_summary()
@@ -122,12 +121,12 @@ def runs_table(store_dir: str) -> list[dict[str, Any]]:
 
 def run_page(store_dir: str, ref: str, console_tail: int = 200) -> dict[str, Any]:
     """One run's page: the ``show`` data (record, diagnosis, GPUs, metrics) and its last lines."""
-    from tracklab.console_read import console_lines, not_captured
-    from tracklab.summary import summarize
+    from tracklab.read.console import console_lines, not_captured
+    from tracklab.read.show import summarize
 
     view = open_run(ref, store_dir)
     try:
-        data = summarize(view)
+        data: dict[str, Any] = dict(summarize(view))
         data["console"] = [{"time": c["time"], "stream": c["stream"], "line": c["line"]}
                            for c in console_lines(view, tail=console_tail)]
         data["console_note"] = not_captured(view)
@@ -137,7 +136,7 @@ def run_page(store_dir: str, ref: str, console_tail: int = 200) -> dict[str, Any
 
 
 def console_text(store_dir: str, ref: str) -> str:
-    from tracklab.console_read import console_lines
+    from tracklab.read.console import console_lines
 
     view = open_run(ref, store_dir)
     try:

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
-from tracklab.fleet import time_offsets
-from tracklab.runs import RunView
+from tracklab.read.fleet import time_offsets
+from tracklab.read.runs import RunView
 from tracklab.store import Shard
 from tracklab.store import series as seeks
 from tracklab.store.codec import decode_sample, decode_values
@@ -231,10 +231,11 @@ def step_clock(view: RunView) -> list[tuple[float, float]]:
     summary = view.metric_summary()
     if not summary:
         return []
-    from tracklab.views import metric_points
+    from tracklab.read.trends import metric_points
 
     key = max(summary, key=lambda k: summary[k]["count"])
-    return sorted((t, float(step)) for t, step, _ in metric_points(view, [key], 400)[key])
+    return sorted((t, float(step)) for t, step, _ in metric_points(view, [key], 400)[key]
+                  if step is not None)
 
 
 def _to_step(clock: list[tuple[float, float]], times: list[float]) -> list[float | None]:
@@ -253,7 +254,7 @@ def _to_step(clock: list[tuple[float, float]], times: list[float]) -> list[float
 def system_series(view: RunView, path: str, axis: str, lo: float | None, hi: float | None,
                   width: int, clock: list[tuple[float, float]] | None = None) -> dict[str, Any]:
     """``{x, y}`` of one system path of the run's primary node (the one with most samples)."""
-    from tracklab.views import _primary
+    from tracklab.read.trends import _primary
 
     part = _primary(view)
     if part is None:

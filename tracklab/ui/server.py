@@ -22,8 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tracklab.errors import AmbiguousRun, MissingExtra, RunNotFound, StoreError
-
-from . import data
+from tracklab.ui import data
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",

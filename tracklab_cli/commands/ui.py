@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from tracklab_cli.app import app, fail
+from tracklab_cli.commands.common import fail
 
 
-@app.command("ui")
 def ui(
     dir: Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")] = None,
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8177,
