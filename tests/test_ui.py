@@ -293,3 +293,22 @@ def test_a_burst_of_1000_requests_leaves_it_answering_with_flat_memory(store_dir
     finally:
         code, _, err = stop_cli(p)
     assert code == 0 and "Traceback" not in err
+
+
+def test_series_api_zooms_in_seconds_since_each_runs_start(served: Dashboard,
+                                                           store_dir: Path) -> None:
+    ids = demo_store(str(store_dir), runs=2, steps=300)
+    _, runs = get_json(served, "/api/runs")
+    start = {r["id"]: r["started_at"] for r in runs["runs"]}
+    query = "&".join(f"run={i}" for i in ids)
+    status, doc = get_json(served, f"/api/series?{query}&key=train/loss&key=sys:cpu.overall"
+                                   "&axis=time&rel=1&lo=100&hi=200&width=300")
+    assert status == 200
+    for rid in ids:
+        for key in ("train/loss", "sys:cpu.overall"):
+            xs = doc["runs"][rid]["series"][key]["x"]
+            assert xs and all(start[rid] + 100 <= x <= start[rid] + 200 for x in xs), (rid, key)
+    status, doc = get_json(served, f"/api/series?{query}&key=train/loss&axis=sideways")
+    assert status == 400
+    status, doc = get_json(served, f"/api/series?{query}&key=train/loss&lo=abc")
+    assert status == 400 and doc["error"].startswith("bad request")

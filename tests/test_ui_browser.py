@@ -116,6 +116,19 @@ def test_selecting_three_runs_draws_their_curves(driver: Any, served: Dashboard,
         assert all(hits >= 30 for hits in drawn.values()), (key, drawn)
     # an unselected run is not drawn
     assert ids[1] not in driver.execute_script("return state.charts.get('train/loss').runs")
+    # the x axis: wall time (epoch seconds), then seconds since each run's start
+    xs = "const d = state.charts.get(arguments[0]).u.data[0]; return [d[0], d[d.length - 1]]"
+    for axis, lo, hi in (("time", 1_780_000_000, 1_780_000_000 + 4 * 7200),
+                         ("relative", 0, 400 * 3.6)):
+        driver.execute_script(f"const s = document.getElementById('axis'); s.value = '{axis}';"
+                              "s.dispatchEvent(new Event('change'))")
+        wait_until(lambda axis=axis: driver.execute_script(
+            f"return state.axis === '{axis}' && state.drawn === true"), f"the {axis} axis", 30)
+        wait_until(lambda lo=lo, hi=hi: all(
+            lo <= x <= hi for k in ("train/loss", "sys:cpu.overall")
+            for x in driver.execute_script(xs, k)), f"x in [{lo}, {hi}]", 30)
+    driver.execute_script("const s = document.getElementById('axis'); s.value = 'step';"
+                          "s.dispatchEvent(new Event('change'))")
 
 
 def test_a_running_runs_new_points_appear_without_a_reload(driver: Any, served: Dashboard,

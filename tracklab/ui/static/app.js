@@ -262,7 +262,7 @@ function renderCharts() {
       el("input", { type: "search", id: "metric-search", placeholder: "Search metrics", value: state.search,
         oninput: e => { state.search = e.target.value; applySearch(); } }),
       el("label", {}, "x axis"),
-      el("select", { id: "axis", onchange: e => { state.axis = e.target.value; save(); loadCharts(); } },
+      el("select", { id: "axis", onchange: e => { state.axis = e.target.value; state.drawn = false; save(); loadCharts(); } },
         [["step", "Step"], ["time", "Wall time"], ["relative", "Relative time"]].map(([v, t]) =>
           el("option", { value: v, selected: state.axis === v }, t))),
       el("label", {}, "smoothing"),
