@@ -23,9 +23,6 @@ from tracklab.ui import series
 
 T = TypeVar("T")
 
-# The runs table's peak columns: (column, system path pattern); GPU memory sums the run's GPUs.
-PEAKS = (("peak_cpu", "cpu.overall"), ("peak_rss", "process.rss"),
-         ("peak_gpu_mem", "accelerators.*.memory.used"), ("peak_gpu_util", "accelerators.*.utilization"))
 # The system panels under the training charts: (path pattern, title, unit), in this order.
 SYSTEM_CHARTS: list[tuple[str, str, str]] = [
     ("cpu.overall", "CPU (all cores)", "%"),
@@ -80,23 +77,21 @@ def clean(obj: Any) -> Any:
     return _finite(obj)
 
 
-def _peak(stats: dict[str, dict[str, Any]], pattern: str) -> float | None:
-    hits = [s["max"] for p, s in stats.items() if fnmatchcase(p, pattern) and s["max"] is not None]
-    if not hits:
-        return None
-    return float(sum(hits)) if pattern.endswith("memory.used") and "*" in pattern else float(max(hits))
-
-
 def run_row(view: RunView, info: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of the runs table: the record, peaks, and every metric's last value."""
-    stats = view.system_summary()
+    """One row of the runs table: the record, the headline peaks (the one definition ``ls``
+    shows), and every metric's last value."""
+    peaks = view.peaks()
     metrics = view.metric_summary()
     row = {k: info.get(k) for k in ("id", "name", "project", "status", "exit_code", "signal",
                                     "started_at", "ended_at", "duration", "tags", "notes",
                                     "host", "nodes")}
     row["config"] = info.get("config") or {}
-    for col, pattern in PEAKS:
-        row[col] = _peak(stats, pattern)
+    row["peak_cpu"] = peaks.get("cpu_peak")
+    row["peak_rss"] = peaks.get("process_rss_peak")
+    row["peak_gpu_mem"] = peaks.get("gpu_memory_peak")  # the run's own where attributed
+    utils = [g["utilization_peak"] for g in peaks.get("gpus") or []
+             if g.get("utilization_peak") is not None]
+    row["peak_gpu_util"] = max(utils) if utils else None
     row["metrics"] = {k: m["last"] for k, m in metrics.items()}
     row["last_step"] = max((m["last_step"] for m in metrics.values()
                             if m["last_step"] is not None), default=None)
