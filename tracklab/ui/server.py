@@ -85,6 +85,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "tracklab-ui"
     sys_version = ""
+    timeout = 60  # an idle kept-alive connection lets its thread go after a minute
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a dashboard polled every 2 s would flood the terminal
@@ -169,7 +170,9 @@ class Handler(BaseHTTPRequestHandler):
         if via_query:
             extra["Set-Cookie"] = (f"tracklab_token={self.server.token}; Path=/; HttpOnly; "
                                    "SameSite=Strict")
-        if path in ("/", "/index.html"):
+        if path == "/favicon.ico":
+            self._send(204, b"", "image/x-icon")
+        elif path in ("/", "/index.html"):
             self._file(STATIC_DIR, "index.html", extra)
         elif path.startswith("/static/"):
             self._file(STATIC_DIR, path[len("/static/"):], extra)
