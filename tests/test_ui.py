@@ -168,10 +168,12 @@ def test_system_series_on_step_and_time_axes(store_dir: Path) -> None:
     view = open_run(rid, str(store_dir))
     try:
         clock = series.step_clock(view)
-        by_step = series.system_series(view, "accelerators.0.utilization", "step", None, None,
-                                       200, clock)
-        by_time = series.system_series(view, "accelerators.0.utilization", "time", None, None,
-                                       200)
+        path = "accelerators.0.utilization"
+        by_step = series.system_series(view, [path, "no.such.path"], "step", None, None, 200,
+                                       clock)
+        by_time = series.system_series(view, [path], "time", None, None, 200)[path]
+        assert by_step["no.such.path"] == {"x": [], "y": []}
+        by_step = by_step[path]
     finally:
         view.close()
     assert by_step["x"] and min(by_step["x"]) >= 0 and max(by_step["x"]) <= 399

@@ -195,11 +195,12 @@ def chart_series(store_dir: str, refs: list[str], keys: list[str], axis: str,
                 hi = None if hi_given is None else hi_given + base
             per: dict[str, Any] = {}
             steps = None
-            for key in keys:
-                if key.startswith("sys:"):
-                    if axis == "step" and steps is None:
-                        steps = series.step_clock(view)
-                    per[key] = series.system_series(view, key[4:], axis, lo, hi, width, steps)
+            sys_paths = [k[4:] for k in keys if k.startswith("sys:")]
+            if sys_paths:
+                if axis == "step":
+                    steps = series.step_clock(view)
+                got = series.system_series(view, sys_paths, axis, lo, hi, width, steps)
+                per.update({"sys:" + p: v for p, v in got.items()})
             metric_keys = [k for k in keys if not k.startswith("sys:")]
             per.update(series.metric_series(view, metric_keys, axis, lo, hi, width))
             out[info["id"]] = {"status": info["status"], "started_at": info["started_at"],

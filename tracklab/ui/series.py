@@ -49,6 +49,33 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+class Columns:
+    """Points folded straight into ``width`` columns of ``[lo, hi]`` as they are read (the
+    minimum, maximum and last of each, at their own x), so a range read whole costs one small
+    step per point and no object per point."""
+
+    def __init__(self, lo: float, hi: float, width: int) -> None:
+        self.lo, self.width = lo, width
+        self.scale = width / ((hi - lo) or 1.0)
+        self.cols: dict[int, list[Any]] = {}
+
+    def add(self, x: float, v: float) -> None:
+        i = int((x - self.lo) * self.scale)
+        i = 0 if i < 0 else (self.width - 1 if i >= self.width else i)
+        c = self.cols.get(i)
+        if c is None:
+            self.cols[i] = [x, x, v, v, v, x, x, v]
+            return
+        if v < c[2]:
+            c[2], c[5] = v, x
+        elif v > c[3]:
+            c[3], c[6] = v, x
+        c[1], c[4] = x, v
+
+    def buckets(self) -> list[Bucket]:
+        return [tuple(c) for c in self.cols.values()]
+
+
 def downsample(buckets: Iterable[Bucket], lo: float, hi: float, width: int) -> dict[str, Any]:
     """Merge buckets into ``width`` pixel columns of ``[lo, hi]`` and return ``{x, y}``: per
     column its minimum, maximum and last value, each at its own x, in x order."""
@@ -84,7 +111,10 @@ def downsample(buckets: Iterable[Bucket], lo: float, hi: float, width: int) -> d
             pts[x_last] = last
             prev = last
     xs = sorted(pts)
-    return {"x": xs, "y": [pts[x] for x in xs]}
+    # a chart needs no 17 digits: 7 significant ones (a float32's) and x to the millisecond
+    # or the step halve the payload, and the hover shows 4
+    return {"x": [int(x) if x.is_integer() else round(x, 3) for x in xs],
+            "y": [float(f"{pts[x]:.7g}") for x in xs]}
 
 
 def _first_at(shard: Shard, run: int, col: str, value: float, lo: int, hi: int) -> int:
@@ -104,26 +134,45 @@ def _first_at(shard: Shard, run: int, col: str, value: float, lo: int, hi: int) 
 
 
 def _raw(shard: Shard, run: int, keys: list[str], col: str, a: int, b: int, off: float,
-         keysets: dict[int, list[str]]) -> dict[str, list[Bucket]]:
-    """The points of rowids ``[a, b)`` for each of ``keys``, read in one pass."""
+         keysets: dict[int, list[str]], lo: float | None, hi: float | None,
+         width: int) -> dict[str, list[Bucket]]:
+    """The points of rowids ``[a, b]`` for each of ``keys``, read in one pass and folded into
+    ``width`` columns of ``[lo, hi]`` (the range's own first and last x where unset)."""
     picks: dict[int, list[tuple[int, str]]] = {}
     for num, ks in keysets.items():
         got = [(i, k) for i, k in enumerate(ks) if k in keys]
         if got:
             picks[num] = got
-    out: dict[str, list[Bucket]] = {k: [] for k in keys}
     if not picks:
-        return out
+        return {k: [] for k in keys}
+    c = shard.conn
+    ends = [c.execute(f"SELECT step, time FROM points WHERE run = ? AND rowid {op} ? "
+                      f"ORDER BY rowid {order} LIMIT 1", (run, r)).fetchone()
+            for op, order, r in ((">=", "", a), ("<=", "DESC", b))]
+    if ends[0] is None or ends[1] is None:
+        return {k: [] for k in keys}
+    first, last = ((float(e[0]) if col == "step" else e[1] + off) for e in ends)
+    acc = {k: Columns(first if lo is None else lo, last if hi is None else hi, width)
+           for k in keys}
     marks = ", ".join("?" for _ in picks)
-    for step, t, ks, fmt, blob in shard.conn.execute(
+    for step, t, ks, fmt, blob in c.execute(
             f"SELECT step, time, keyset, fmt, vals FROM points WHERE run = ? AND rowid >= ? "
-            f"AND rowid < ? AND keyset IN ({marks}) ORDER BY rowid", (run, a, b, *picks)):
+            f"AND rowid <= ? AND keyset IN ({marks}) ORDER BY rowid", (run, a, b, *picks)):
         values = decode_values(fmt, blob)
         x = float(step) if col == "step" else t + off
         for i, k in picks[ks]:
-            v = _num(values[i])
-            out[k].append((x, x, v, v, v, x, x, v))
-    return out
+            v = values[i]
+            if type(v) is not float:
+                v = _num(v)
+                if v is None:
+                    continue
+            elif v != v or v in _INF:
+                continue
+            acc[k].add(x, v)
+    return {k: a_.buckets() for k, a_ in acc.items()}
+
+
+_INF = (math.inf, -math.inf)
 
 
 def _rollups(shard: Shard, run: int, key: str, col: str, lo: float, hi: float, off: float,
@@ -189,8 +238,8 @@ def metric_series(view: RunView, keys: list[str], axis: str, lo: float | None,
         whole = [k for k in keys
                  if summary[k]["count"] * share <= RAW_PER_PIXEL * width and b - a < RAW_ROWS]
         if whole:
-            for k, got in _raw(shard, num, whole, col, a, b + 1, off,
-                               seeks.keysets(shard)).items():
+            for k, got in _raw(shard, num, whole, col, a, b, off, seeks.keysets(shard),
+                               lo, hi, width).items():
                 buckets[k].extend(got)
         for k in keys:
             if k in whole:
@@ -251,24 +300,27 @@ def _to_step(clock: list[tuple[float, float]], times: list[float]) -> list[float
     return out
 
 
-def system_series(view: RunView, path: str, axis: str, lo: float | None, hi: float | None,
-                  width: int, clock: list[tuple[float, float]] | None = None) -> dict[str, Any]:
-    """``{x, y}`` of one system path of the run's primary node (the one with most samples)."""
+def system_series(view: RunView, paths: list[str], axis: str, lo: float | None,
+                  hi: float | None, width: int,
+                  clock: list[tuple[float, float]] | None = None) -> dict[str, dict[str, Any]]:
+    """``{path: {x, y}}`` of system paths of the run's primary node (the one with most
+    samples), each sample read and decoded once for all the paths."""
     from tracklab.read.trends import _primary
 
+    empty: dict[str, dict[str, Any]] = {p: {"x": [], "y": []} for p in paths}
     part = _primary(view)
     if part is None:
-        return {"x": [], "y": []}
+        return empty
     shard, row = part
     off = dict(zip((r["node"] for _, r in view._parts), time_offsets(view._parts))).get(
         row["node"], 0.0)
     sp = seeks.sample_span(shard, row["num"])
     if sp is None:
-        return {"x": [], "y": []}
+        return empty
     t_lo, t_hi = sp
     if axis == "step":
         if not clock:
-            return {"x": [], "y": []}
+            return empty
         steps = [s for _, s in clock]
         if lo is not None:
             t_lo = max(t_lo, clock[max(0, bisect.bisect_left(steps, lo) - 1)][0] - off)
@@ -278,7 +330,7 @@ def system_series(view: RunView, path: str, axis: str, lo: float | None, hi: flo
         t_lo = t_lo if lo is None else max(t_lo, lo - off)
         t_hi = t_hi if hi is None else min(t_hi, hi - off)
     if t_hi < t_lo:
-        return {"x": [], "y": []}
+        return empty
     total = max(1, shard.sample_count(row["num"]))
     est = total * (t_hi - t_lo) / max(1e-9, sp[1] - sp[0])
     if est <= PER_PIXEL * width:
@@ -291,22 +343,31 @@ def system_series(view: RunView, path: str, axis: str, lo: float | None, hi: flo
         rows = [r for r in seeks.samples_at(shard, row["num"],
                                             (t_lo + (t_hi - t_lo) * i / n for i in range(n)))
                 if t_lo <= r[0] <= t_hi]
-    index: dict[str, int | None] = {}
+    picks: dict[str, list[tuple[int, str]]] = {}
     times: list[float] = []
-    values: list[float | None] = []
+    values: dict[str, list[float | None]] = {p: [] for p in paths}
     for t, paths_json, blob in rows:
-        i = index.get(paths_json, -1)
-        if i == -1:
-            paths = json.loads(paths_json)
-            i = index[paths_json] = paths.index(path) if path in paths else None
-        if i is None:
-            continue
+        pick = picks.get(paths_json)
+        if pick is None:
+            have = json.loads(paths_json)
+            pick = picks[paths_json] = [(have.index(p), p) for p in paths if p in have]
+        decoded = decode_sample(blob)
         times.append(t + off)
-        values.append(_num(decode_sample(blob)[i]))
+        for p in paths:
+            values[p].append(None)
+        for i, p in pick:
+            values[p][-1] = _num(decoded[i])
     xs: list[float | None] = list(times) if axis == "time" else _to_step(clock or [], times)
-    buckets = [(x, x, v, v, v, x, x, v) for x, v in zip(xs, values) if x is not None]
-    if not buckets:
-        return {"x": [], "y": []}
-    a = lo if lo is not None else buckets[0][0]
-    b = hi if hi is not None else buckets[-1][1]
-    return downsample(buckets, a, b, width)
+    known = [x for x in xs if x is not None]
+    if not known:
+        return empty
+    a = lo if lo is not None else known[0]
+    b = hi if hi is not None else known[-1]
+    out: dict[str, dict[str, Any]] = {}
+    for p in paths:
+        acc = Columns(a, b, width)
+        for x, v in zip(xs, values[p]):
+            if x is not None and v is not None:
+                acc.add(x, v)
+        out[p] = downsample(acc.buckets(), a, b, width)
+    return out
