@@ -314,3 +314,17 @@ def test_series_api_zooms_in_seconds_since_each_runs_start(served: Dashboard,
     assert status == 400
     status, doc = get_json(served, f"/api/series?{query}&key=train/loss&lo=abc")
     assert status == 400 and doc["error"].startswith("bad request")
+
+
+def test_an_ended_runs_row_is_read_again_when_its_record_changes(served: Dashboard,
+                                                               store_dir: Path) -> None:
+    (rid,) = demo_store(str(store_dir), runs=1, steps=20)
+    _, doc = get_json(served, "/api/runs")
+    assert doc["runs"][0]["tags"] == ["baseline"]
+    _, again = get_json(served, "/api/runs")
+    assert again == doc
+    p = subprocess.run([*TRACKLAB, "tag", rid, "best"], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "TRACKLAB_DIR": str(store_dir)})
+    assert p.returncode == 0, p.stderr
+    _, doc = get_json(served, "/api/runs")
+    assert doc["runs"][0]["tags"] == ["baseline", "best"]

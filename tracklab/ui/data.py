@@ -98,15 +98,40 @@ def run_row(view: RunView, info: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+# Rows of runs that have ended, by run id: (signature of their records, row). An ended run's
+# statistics no longer change, so the table polled every second rebuilds only the live rows
+# and those whose record changed (a tag or note edited, a node's late end).
+_ended: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+MAX_CACHED = 100_000
+
+
+def _signature(parts: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, ...] | None:
+    if any(r["status"] == "running" for _, r in parts):
+        return None
+    return tuple((shard.path, r["num"], r["status"], r["ended_at"], r["exit_code"], r["signal"],
+                  r["name"], r["project"], r["tags"], r["notes"], r["heartbeat_at"])
+                 for shard, r in parts)
+
+
 def runs_table(store_dir: str) -> list[dict[str, Any]]:
     """Every run of the store, newest first, as :func:`run_row` rows."""
     shards = _open_shards(store_dir)
     try:
         groups = _group([(s, r) for s in shards for r in s.run_rows()])
         out = []
-        for parts in groups.values():
+        for run_id, parts in groups.items():
+            sig = _signature(parts)
+            cached = _ended.get(run_id)
+            if sig is not None and cached is not None and cached[0] == sig:
+                out.append(cached[1])
+                continue
             view = RunView(parts, store_dir)
-            out.append(run_row(view, view.info))
+            row = run_row(view, view.info)
+            out.append(row)
+            if sig is not None and row["status"] != "running":
+                if len(_ended) >= MAX_CACHED:
+                    _ended.clear()
+                _ended[run_id] = (sig, row)
         out.sort(key=lambda r: -(r["started_at"] or 0))
         return out
     finally:
