@@ -149,7 +149,10 @@ function defaultCols() {
     for (const [k, v] of Object.entries(r.config || {})) if (typeof v !== "object" || v === null) config.set(k, (config.get(k) || 0) + 1);
   }
   const top = m => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, 4).map(e => e[0]);
-  if (state.metricCols === null) state.metricCols = top(metrics);
+  // the metrics people compare runs by first: losses, then accuracies
+  const rank = k => /loss/i.test(k) ? 0 : /acc/i.test(k) ? 1 : 2;
+  const byInterest = new Map([...metrics.entries()].sort((a, b) => rank(a[0]) - rank(b[0])));
+  if (state.metricCols === null) state.metricCols = top(byInterest);
   if (state.configCols === null) state.configCols = top(config);
 }
 
