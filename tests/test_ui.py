@@ -328,3 +328,21 @@ def test_an_ended_runs_row_is_read_again_when_its_record_changes(served: Dashboa
     assert p.returncode == 0, p.stderr
     _, doc = get_json(served, "/api/runs")
     assert doc["runs"][0]["tags"] == ["baseline", "best"]
+
+
+def test_rm_removes_a_runs_rollups(store_dir: Path) -> None:
+    import sqlite3
+
+    run = make_run(str(store_dir), "gone", steps=300, keys=1, samples=False)
+    keep = make_run(str(store_dir), "kept", steps=300, keys=1, samples=False, seed=1)
+    p = subprocess.run([*TRACKLAB, "rm", run.id, "--yes"], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "TRACKLAB_DIR": str(store_dir)})
+    assert p.returncode == 0, p.stderr
+    (path,) = store_dir.glob("node-*.db")
+    c = sqlite3.connect(path)
+    try:
+        left = {r for (r,) in c.execute("SELECT DISTINCT run FROM metric_rollups")}
+        nums = {i: n for n, i in c.execute("SELECT num, id FROM runs")}
+    finally:
+        c.close()
+    assert left == {nums[keep.id]}
