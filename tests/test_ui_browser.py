@@ -242,3 +242,13 @@ def test_a_new_run_and_a_running_runs_row_update_without_a_reload(driver: Any, s
     assert driver.execute_script("return window.__sameDocument") == 1
     live.finish()
     wait_until(lambda: "finished" in driver.execute_script(cell, live.id), "the status change", 30)
+
+
+def test_a_selected_run_that_is_gone_is_left_out(driver: Any, served: Dashboard,
+                                                 store_dir: Path) -> None:
+    (rid,) = demo_store(str(store_dir), runs=1, steps=50)
+    open_page(driver, served, f"#/charts?runs=gone1234,{rid}")
+    wait_until(lambda: driver.execute_script("return state.drawn === true && state.charts.size > 0"),
+               "charts drawn", 30)
+    assert driver.execute_script("return state.charts.get('train/loss').runs") == [rid]
+    assert dict(driver.execute_script(POINTS, "train/loss"))[rid] >= 30

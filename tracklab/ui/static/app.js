@@ -16,7 +16,7 @@ const state = {
   axis: localStorage.getItem("tl.axis") || "step",
   smoothing: Number(localStorage.getItem("tl.smoothing") || 0),
   search: "",
-  charts: new Map(), keys: null, chartsToken: 0, drawn: false,
+  charts: new Map(), keys: null, chartsToken: 0, drawn: false, loaded: false, starts: {},
 };
 
 // -- helpers -------------------------------------------------------------------------------------
@@ -122,6 +122,7 @@ function banner() {
 
 async function refreshRuns() {
   const d = await api("/api/runs");
+  state.loaded = true;
   state.runs = d.runs;
   state.byId = new Map(d.runs.map(r => [r.id, r]));
   state.warnings = d.warnings || [];
@@ -251,7 +252,9 @@ function drawTable() {
 
 // -- charts --------------------------------------------------------------------------------------
 
-function selectedRuns() { return state.selected.filter(id => state.byId.has(id)); }
+// before the runs table first arrives the selection is taken as it is, so the charts' requests
+// need not wait for it (a run gone from the store is then answered 404 and left out)
+function selectedRuns() { return state.loaded ? state.selected.filter(id => state.byId.has(id)) : state.selected.slice(); }
 
 function renderCharts() {
   const view = document.getElementById("view");
@@ -282,7 +285,7 @@ function renderCharts() {
 function drawSidebar() {
   const side = document.getElementById("sidebar");
   if (!side) return;
-  const sel = selectedRuns();
+  const sel = selectedRuns().filter(id => state.byId.has(id));
   const others = state.runs.filter(r => !sel.includes(r.id)).slice(0, 200);
   const item = (r, on) => el("div", { class: "item", "data-run": r.id },
     el("input", { type: "checkbox", checked: on, onchange: e => { toggle(r.id, e.target.checked); drawSidebar(); loadCharts(); } }),
@@ -292,14 +295,15 @@ function drawSidebar() {
     el("h4", {}, "Other runs"), ...others.map(r => item(r, false)));
 }
 
-function xOf(run, x) { return state.axis === "relative" ? x - run.started_at : x; }
+function xOf(id, x) { return state.axis === "relative" ? x - (state.starts[id] || 0) : x; }
+function remember(doc) { for (const [id, r] of Object.entries(doc.runs || {})) state.starts[id] = r.started_at; return doc; }
 
 async function fetchSeries(runs, keys, range) {
   const axis = state.axis === "step" ? "step" : "time";
   const width = Math.max(200, Math.round((document.getElementById("panels")?.clientWidth || 1200) / 2.5));
   const params = { run: runs, key: keys, axis, width };
   if (range) { params.lo = range[0]; params.hi = range[1]; if (state.axis === "relative") params.rel = 1; }
-  return api("/api/series?" + q(params));
+  return remember(await api("/api/series?" + q(params)));
 }
 
 async function loadCharts() {
@@ -314,7 +318,12 @@ async function loadCharts() {
     state.drawn = true;
     return;
   }
-  const keys = await api("/api/keys?" + q({ run: runs }));
+  let keys;
+  try { keys = await api("/api/keys?" + q({ run: runs })); } catch (e) {
+    // a selected run that is gone: once the runs table has come, the selection leaves it out
+    if (!state.loaded && token === state.chartsToken) { setTimeout(() => { if (token === state.chartsToken) loadCharts(); }, 200); return; }
+    throw e;
+  }
   if (token !== state.chartsToken) return;
   state.keys = keys;
   const all = [...keys.metrics, ...keys.system.map(s => "sys:" + s.path)];
@@ -363,8 +372,8 @@ function ema(ys, w) {
 
 function buildData(c) {
   const tables = c.runs.map(id => {
-    const s = c.series[id] || { x: [], y: [] }, run = state.byId.get(id) || { started_at: 0 };
-    return [s.x.map(x => xOf(run, x)), s.y];
+    const s = c.series[id] || { x: [], y: [] };
+    return [s.x.map(x => xOf(id, x)), s.y];
   });
   const nonEmpty = tables.filter(t => t[0].length);
   if (!nonEmpty.length) return null;
@@ -477,7 +486,7 @@ function redrawAll() { for (const c of state.charts.values()) draw(c); }
 
 async function liveCharts() {
   const runs = selectedRuns();
-  if (!runs.some(id => state.byId.get(id).status === "running")) return;
+  if (!runs.some(id => (state.byId.get(id) || {}).status === "running")) return;
   const keys = await api("/api/keys?" + q({ run: runs }));
   const all = [...keys.metrics, ...keys.system.map(s => "sys:" + s.path)];
   const known = [...state.charts.keys()];
@@ -598,9 +607,16 @@ async function tick() {
 
 async function start() {
   if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", "/" + location.hash);
-  try { await refreshRuns(); } catch (e) { state.warnings = [String(e.message)]; banner(); }
+  const first = refreshRuns().catch(e => { state.warnings = [String(e.message)]; banner(); });
   window.addEventListener("hashchange", route);
-  route();
+  if ((location.hash || "").startsWith("#/charts")) {
+    route();  // the charts' requests go out beside the runs table's
+    await first;
+    drawSidebar();
+  } else {
+    await first;
+    route();
+  }
   setTimeout(tick, POLL_MS);
 }
 
