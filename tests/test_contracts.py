@@ -22,7 +22,8 @@ def test_every_public_name_exists() -> None:
 
 def test_import_tracklab_is_light() -> None:
     code = ("import sys, tracklab; heavy = [m for m in ('typer', 'rich', 'sqlite_utils', "
-            "'pynvml', 'click', 'numpy') if m in sys.modules]; print(heavy)")
+            "'pynvml', 'click', 'numpy', 'torch', 'tracklab.integrations') if m in sys.modules]; "
+            "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
@@ -96,37 +97,33 @@ def test_collectors_return_documented_types(family: str) -> None:
         "cpu": {"overall", "cores", "loadAverage", "processes", "threads"},
         "memory": {"usage", "used", "total", "swap"},
         "disk": {"usage", "used", "total", "ioRead", "ioWrite", "iops"},
-        "network": {"bytesIn", "bytesOut", "packetsIn", "packetsOut", "connections"},
+        "network": {"bytesIn", "bytesOut", "packetsIn", "packetsOut", "connections", "infiniband"},
         "process": {"pid", "count", "cpu", "rss", "uss", "threads", "readBytes", "writeBytes",
                     "openFiles", "pids"},
     }[family]
     assert expected <= set(section)
 
 
-def _raise_in_worker(kind: str) -> None:
-    from tracklab.errors import AmbiguousRun, MissingExtra, RunNotFound, StoreError
+_EXCEPTIONS = {
+    "not-found": ('RunNotFound("abc", "/store")', "ref", "abc"),
+    "ambiguous": ('AmbiguousRun("a", ["a1", "a2"])', "candidates", ["a1", "a2"]),
+    "store": ('StoreError("/store/n.db", "disk I/O error")', "reason", "disk I/O error"),
+    "extra": ('MissingExtra("matplotlib", "plot")', "hint", "pip install 'tracklab[plot]'"),
+}
 
-    raise {"not-found": RunNotFound("abc", "/store"), "ambiguous": AmbiguousRun("a", ["a1", "a2"]),
-           "store": StoreError("/store/n.db", "disk I/O error"),
-           "extra": MissingExtra("matplotlib", "plot")}[kind]
 
+@pytest.mark.parametrize("kind", sorted(_EXCEPTIONS))
+def test_library_exceptions_cross_a_process_boundary_with_their_fields(kind: str) -> None:
+    """Pickled in one interpreter and read back in another, as a DataLoader worker's or a
+    process pool's exception is."""
+    import pickle
 
-@pytest.mark.parametrize("kind", ["not-found", "ambiguous", "store", "extra"])
-def test_library_exceptions_cross_a_process_pool_with_their_fields(kind: str) -> None:
-    import concurrent.futures
-    import multiprocessing
-
-    import tracklab
-
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter, as DataLoader workers may be
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool, \
-            pytest.raises(tracklab.TracklabError) as caught:
-        pool.submit(_raise_in_worker, kind).result()
-    exc = caught.value
-    expected = {"not-found": ("ref", "abc"), "ambiguous": ("candidates", ["a1", "a2"]),
-                "store": ("reason", "disk I/O error"), "extra": ("hint", "pip install 'tracklab[plot]'")}
-    field, value = expected[kind]
-    assert getattr(exc, field) == value
+    made, field, value = _EXCEPTIONS[kind]
+    code = ("import pickle, sys; from tracklab.errors import *; "
+            f"sys.stdout.buffer.write(pickle.dumps({made}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=True)
+    exc = pickle.loads(out.stdout)
+    assert isinstance(exc, tracklab.TracklabError) and getattr(exc, field) == value
     assert type(exc).__module__ == "tracklab" and getattr(tracklab, type(exc).__name__) is type(exc)
 
 

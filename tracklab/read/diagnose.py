@@ -35,6 +35,8 @@ Rules, in the order they are reported (severity first):
   :data:`CPU_THROTTLED_PCT` (25 %) or more of the scheduler's periods, on average.
 - ``gpu-unattributed`` (info): NVML's pids are not in this pid namespace (a container), so GPU
   memory could not be matched to the run's processes; ``docker run --pid=host`` fixes that.
+- ``gpu-busy-sm-idle``, ``pcie-downtrained``, ``nvlink-errors`` (warnings),
+  ``tensor-cores-unused``, ``memory-bandwidth-bound`` (info): see :mod:`tracklab.read.diagnose_gpu`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from typing import Any
 from tracklab.read.diagnose_data import gpus_of as _gpus
 from tracklab.read.diagnose_data import read_samples, summarize_samples
 from tracklab.read.diagnose_data import stat_of as _stat
+from tracklab.read.diagnose_gpu import RULES as _GPU_RULES
 from tracklab.textfmt import size
 
 MIN_SAMPLES = 5  # fewer samples than this: no rule that counts a share of the run
@@ -333,7 +336,8 @@ def _gpu_unattributed(info: dict[str, Any], stats: Stats, samples: Samples
 
 
 _RULES = (_oom_killed, _gpu_lost, _oom_kill, _memory_limit, _swap, _gpu_not_given,
-          _input_bound, _gpu_throttled, _gpu_memory_full, _cpu_throttled, _gpu_unattributed)
+          _input_bound, _gpu_throttled, _gpu_memory_full, _cpu_throttled, _gpu_unattributed,
+          *_GPU_RULES)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

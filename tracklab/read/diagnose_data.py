@@ -48,8 +48,9 @@ def read_samples(view: Any, n: int = MAX_SAMPLES) -> list[dict[str, Any]]:
     Reads the node with the most samples (a run across nodes is diagnosed on that node): every
     sample when it has at most ``n``, else one index seek per wanted time. Only what the rules
     read is rebuilt (``process.cpu`` and each GPU's id, uuid, lost, utilization, visible,
-    treeMemory, attribution and throttleReasons): rebuilding whole snapshots of eight GPUs
-    cost ten times more than the reads.
+    treeMemory, attribution, throttleReasons, memoryUtilization and the parts of ``gpm`` and
+    ``pcie`` in :data:`_GPU_PARTS`): rebuilding whole snapshots of eight GPUs cost ten times
+    more than the reads.
     """
     from tracklab.store import series
     from tracklab.store.codec import decode_sample
@@ -88,6 +89,9 @@ def read_samples(view: Any, n: int = MAX_SAMPLES) -> list[dict[str, Any]]:
                 gpus.setdefault(gid, {"id": gid}).setdefault(field, []).append(values[i])
             elif field == "throttleReasons[]":
                 gpus.setdefault(gid, {"id": gid})["throttleReasons"] = []
+            elif "." in field:
+                part, _, sub = field.partition(".")
+                gpus.setdefault(gid, {"id": gid}).setdefault(part, {})[sub] = values[i]
             else:
                 gpus.setdefault(gid, {"id": gid})[field] = values[i]
         if gpus:
@@ -96,7 +100,10 @@ def read_samples(view: Any, n: int = MAX_SAMPLES) -> list[dict[str, Any]]:
     return out
 
 
-_GPU_FIELDS = {"id", "uuid", "lost", "utilization", "visible", "treeMemory", "attribution"}
+_GPU_FIELDS = {"id", "uuid", "lost", "utilization", "visible", "treeMemory", "attribution",
+               "memoryUtilization"}
+_GPU_PARTS = {"gpm": {"smActive", "tensorActive", "dramActive", "fp16Active", "fp32Active"},
+              "pcie": {"gen", "genMax", "width", "widthMax"}}
 
 
 def _picker(paths: list[str]) -> list[tuple[int, int | None, str]]:
@@ -113,6 +120,8 @@ def _picker(paths: list[str]) -> list[tuple[int, int | None, str]]:
             whole = len(parts) == 3 and (field in _GPU_FIELDS or field == "throttleReasons[]")
             if whole or (len(parts) == 4 and field == "throttleReasons"):
                 out.append((i, int(parts[1]), field))
+            elif len(parts) == 4 and parts[3] in _GPU_PARTS.get(field, ()):
+                out.append((i, int(parts[1]), f"{field}.{parts[3]}"))
     return out
 
 

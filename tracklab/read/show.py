@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracklab.read.console import console_lines
-from tracklab.read.figures import GPU_ROWS, SYSTEM_ROWS
+from tracklab.read.figures import GPU_ROWS, IB_ROWS, SYSTEM_ROWS
 from tracklab.read.fleet import fleet_summary
 from tracklab.read.payloads import GpuTable, RunInfo, ShowData, StatRow
 from tracklab.read.runs import RunView
@@ -24,6 +24,12 @@ def summarize(view: RunView) -> ShowData:
     info = view.info
     stats = view.system_summary()
     system = [_row(p, label, unit, stats[p]) for p, label, unit in SYSTEM_ROWS if p in stats]
+    ports = sorted({int(p.split(".")[2]) for p in stats if p.startswith("network.infiniband.")
+                    and p.split(".")[2].isdigit()})
+    system += [_row(f"network.infiniband.{k}.{f}", f"InfiniBand/RoCE port {k} {label}", unit,
+                    stats[f"network.infiniband.{k}.{f}"])
+               for k in ports for f, label, unit in IB_ROWS
+               if f"network.infiniband.{k}.{f}" in stats]
     system += [_row(p, p, "", s) for p, s in stats.items() if p.startswith("custom.")]
     gpu_ids = sorted({int(p.split(".")[1]) for p in stats if p.startswith("accelerators.")})
     names = {g.get("id"): g.get("name") for g in (info.get("system") or {}).get("gpus", [])}

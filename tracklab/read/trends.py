@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from itertools import pairwise
 from typing import Any, cast
 
-from tracklab.read.figures import GPU_ROWS, SYSTEM_ROWS
+from tracklab.read.figures import GPU_ROWS, IB_ROWS, SYSTEM_ROWS
 from tracklab.read.payloads import (
     CompareData,
     CompareRow,
@@ -40,14 +40,24 @@ SYSTEM_PANELS: list[tuple[str, str, list[str]]] = [
     ("GPU memory", "B", ["accelerators.*.memory.used", "accelerators.*.treeMemory"]),
     ("GPU power", "W", ["accelerators.*.power"]),
     ("GPU temperature", "°C", ["accelerators.*.temperature"]),
+    ("GPU SM, tensor and DRAM activity (GPM)", "%",
+     ["accelerators.*.gpm.smActive", "accelerators.*.gpm.tensorActive",
+      "accelerators.*.gpm.dramActive"]),
+    ("GPU PCIe and NVLink", "B/s", ["accelerators.*.pcie.txBytes", "accelerators.*.pcie.rxBytes",
+                                    "accelerators.*.nvlink.txBytes",
+                                    "accelerators.*.nvlink.rxBytes"]),
     ("disk IO", "B/s", ["disk.ioRead", "disk.ioWrite", "process.readBytes", "process.writeBytes"]),
     ("network", "B/s", ["network.bytesIn", "network.bytesOut"]),
+    ("InfiniBand / RoCE", "B/s", ["network.infiniband.*.txBytes",
+                                  "network.infiniband.*.rxBytes"]),
 ]
 WATCH_PATHS = ["cpu.overall", "memory.usage", "memory.used", "process.cpu", "process.rss",
                "disk.ioRead", "disk.ioWrite", "network.bytesIn", "network.bytesOut"]
-WATCH_GPU_PATHS = ["utilization", "memory.used", "power", "temperature"]
+WATCH_GPU_PATHS = ["utilization", "memory.used", "power", "temperature", "gpm.smActive"]
+WATCH_IB_PATHS = ["txBytes", "rxBytes"]
 _LABELS = {p: label for p, label, _ in SYSTEM_ROWS}
 _GPU_LABELS = {p: label for p, label, _ in GPU_ROWS}
+_IB_LABELS = {p: label for p, label, _ in IB_ROWS}
 
 
 # -- sampled series --------------------------------------------------------------------------------
@@ -57,6 +67,9 @@ def label(path: str) -> str:
     if path.startswith("accelerators."):
         _, gpu, rest = path.split(".", 2)
         return f"GPU {gpu} {_GPU_LABELS.get(rest, rest)}"
+    if path.startswith("network.infiniband.") and path.count(".") == 3:
+        _, _, port, field = path.split(".")
+        return f"InfiniBand/RoCE port {port} {_IB_LABELS.get(field, field)}"
     return _LABELS.get(path, path)
 
 
@@ -226,6 +239,8 @@ def live(view: RunView, n: int = 40, max_keys: int = 30) -> LiveFrame:
     last = latest_sample(view)
     gpus = [g.get("id", i) for i, g in enumerate((last or {}).get("accelerators") or [])]
     paths = WATCH_PATHS + [f"accelerators.{g}.{p}" for g in gpus for p in WATCH_GPU_PATHS]
+    ports = range(len(((last or {}).get("network") or {}).get("infiniband") or []))
+    paths += [f"network.infiniband.{k}.{p}" for k in ports for p in WATCH_IB_PATHS]
     metrics = view.metric_summary()
     keys = list(metrics)[:max_keys]
     return {"info": info, "now": time.time(), "window": window, "last": last,

@@ -79,6 +79,68 @@ GPU_GAUGES: list[tuple[str, str, tuple[Any, ...], float]] = [
     ("tracklab_gpu_fan_speed_percent", "GPU fan speed (0-100).", ("fanSpeed",), 1.0),
     ("tracklab_gpu_sm_clock_hertz", "GPU SM clock.", ("clocks", "sm"), 1e6),
     ("tracklab_gpu_energy_joules", "GPU energy used since the run started.", ("energy",), 1.0),
+    ("tracklab_gpu_memory_clock_hertz", "GPU memory clock.", ("clocks", "memory"), 1e6),
+    ("tracklab_gpu_memory_controller_busy_percent",
+     "Time the GPU's memory was read or written (0-100; NVML utilization.memory).",
+     ("memoryUtilization",), 1.0),
+    ("tracklab_gpu_memory_temperature_celsius", "GPU memory (HBM) temperature.",
+     ("memoryTemperature",), 1.0),
+    ("tracklab_gpu_pstate", "GPU performance state (0 is the fastest).", ("pstate",), 1.0),
+    ("tracklab_gpu_sm_active_percent", "SMs busy (0-100; GPM, Hopper and newer).",
+     ("gpm", "smActive"), 1.0),
+    ("tracklab_gpu_sm_occupancy_percent", "Warps resident of the SMs' maximum (0-100; GPM).",
+     ("gpm", "smOccupancy"), 1.0),
+    ("tracklab_gpu_tensor_active_percent", "Tensor pipes busy (0-100; GPM).",
+     ("gpm", "tensorActive"), 1.0),
+    ("tracklab_gpu_dram_active_percent", "DRAM bandwidth used, of peak (0-100; GPM).",
+     ("gpm", "dramActive"), 1.0),
+    ("tracklab_gpu_fp16_active_percent", "FP16 pipe busy (0-100; GPM).",
+     ("gpm", "fp16Active"), 1.0),
+    ("tracklab_gpu_fp32_active_percent", "FP32 pipe busy (0-100; GPM).",
+     ("gpm", "fp32Active"), 1.0),
+    ("tracklab_gpu_fp64_active_percent", "FP64 pipe busy (0-100; GPM).",
+     ("gpm", "fp64Active"), 1.0),
+    ("tracklab_gpu_pcie_transmit_bytes_per_second", "PCIe traffic out of the GPU.",
+     ("pcie", "txBytes"), 1.0),
+    ("tracklab_gpu_pcie_receive_bytes_per_second", "PCIe traffic into the GPU.",
+     ("pcie", "rxBytes"), 1.0),
+    ("tracklab_gpu_pcie_link_generation", "PCIe link generation now.", ("pcie", "gen"), 1.0),
+    ("tracklab_gpu_pcie_link_generation_max", "Highest PCIe generation of the GPU and slot.",
+     ("pcie", "genMax"), 1.0),
+    ("tracklab_gpu_pcie_link_width", "PCIe lanes now.", ("pcie", "width"), 1.0),
+    ("tracklab_gpu_pcie_link_width_max", "Most PCIe lanes of the GPU and slot.",
+     ("pcie", "widthMax"), 1.0),
+    ("tracklab_gpu_nvlink_transmit_bytes_per_second", "NVLink traffic out, all links.",
+     ("nvlink", "txBytes"), 1.0),
+    ("tracklab_gpu_nvlink_receive_bytes_per_second", "NVLink traffic in, all links.",
+     ("nvlink", "rxBytes"), 1.0),
+    ("tracklab_gpu_nvlink_crc_errors", "NVLink CRC errors since the driver loaded.",
+     ("nvlink", "crcErrors"), 1.0),
+    ("tracklab_gpu_nvlink_replay_errors", "NVLink replay errors since the driver loaded.",
+     ("nvlink", "replayErrors"), 1.0),
+    ("tracklab_gpu_nvlink_recovery_errors", "NVLink recovery errors since the driver loaded.",
+     ("nvlink", "recoveryErrors"), 1.0),
+    ("tracklab_gpu_encoder_utilization_percent", "Video encoder busy (0-100).",
+     ("encoderUtilization",), 1.0),
+    ("tracklab_gpu_decoder_utilization_percent", "Video decoder busy (0-100).",
+     ("decoderUtilization",), 1.0),
+    ("tracklab_gpu_remapped_rows_uncorrectable", "Memory rows remapped for uncorrectable "
+     "errors.", ("remappedRows", "uncorrectable"), 1.0),
+    ("tracklab_gpu_retired_pages", "Memory pages retired for ECC errors.", ("retiredPages",),
+     1.0),
+]
+
+# per InfiniBand/RoCE port, labelled device and port
+IB_GAUGES: list[tuple[str, str, str]] = [
+    ("tracklab_infiniband_transmit_bytes_per_second", "RDMA data sent by the port.", "txBytes"),
+    ("tracklab_infiniband_receive_bytes_per_second", "RDMA data received by the port.",
+     "rxBytes"),
+    ("tracklab_infiniband_transmit_wait_per_second",
+     "Ticks per second the port had data to send but no credit (congestion).", "txWait"),
+    ("tracklab_infiniband_link_downed", "Times the port's link went down since the driver "
+     "loaded.", "linkDowned"),
+    ("tracklab_infiniband_symbol_errors", "Symbol errors on the port's link since the driver "
+     "loaded.", "symbolErrors"),
 ]
 
 BASE_LABELS = ["run_id", "node", "project"]
@@ -108,6 +170,20 @@ def _get(d: Any, path: tuple[Any, ...]) -> Any:
         else:
             return None
     return d
+
+
+def _infiniband(snap: dict[str, Any], base: list[str]) -> Any:
+    from prometheus_client.core import GaugeMetricFamily
+
+    ports = [p for p in (_get(snap, ("network", "infiniband")) or []) if isinstance(p, dict)]
+    for name, doc, key in IB_GAUGES:
+        g = GaugeMetricFamily(name, doc, labels=[*BASE_LABELS, "device", "port"])
+        for p in ports:
+            v = _number(p.get(key))
+            if v is not None:
+                g.add_metric([*base, str(p.get("device") or ""), str(p.get("port"))], v)
+        if g.samples:
+            yield g
 
 
 class PrometheusExporter:
@@ -237,6 +313,7 @@ class PrometheusExporter:
                             g.add_metric([*base, str(a.get("id"))], v * scale)
                     if g.samples:
                         yield g
+            yield from _infiniband(snap, base)
         if metrics:
             g = GaugeMetricFamily("tracklab_metric",
                                   "Last logged value of a training metric, per rank.",

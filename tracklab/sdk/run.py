@@ -24,6 +24,8 @@ from typing import Any
 from tracklab import _env
 from tracklab.errors import StoreError, TracklabWarning, UsageError
 from tracklab.sdk import current as _cur
+from tracklab.sdk.compat import WandbRunMixin
+from tracklab.sdk.config import Config, Summary
 from tracklab.sdk.run_store import RunStoreMixin
 from tracklab.sdk.values import FLOATS, PLAIN, STEP_MAX, clean, clean_step, float_record
 
@@ -50,27 +52,7 @@ _lock = threading.Lock()
 _exception: list[BaseException] = []
 
 
-class Config(dict[str, Any]):
-    """The run's configuration; ``update()`` and ``config[key] = value`` write through to the
-    store."""
-
-    def __init__(self, run: Run, initial: Mapping[str, Any] | None = None) -> None:
-        super().__init__(initial or {})
-        self._run = run
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        from tracklab.sdk.plain import to_plain
-
-        for a in args:
-            super().update(to_plain(a))
-        super().update(to_plain(kwargs))
-        self._run._save_config()
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.update({key: value})
-
-
-class Run(RunStoreMixin):
+class Run(RunStoreMixin, WandbRunMixin):
     """One training run as seen from the process that called :func:`init`.
 
     Attributes:
@@ -85,18 +67,25 @@ class Run(RunStoreMixin):
     """
 
     def __init__(self, *, project: str | None, name: str | None, config: Any,
-                 system_monitor: bool, dir: str | None) -> None:
+                 system_monitor: bool, dir: str | None, meta: Mapping[str, Any] | None = None,
+                 run_id: str | None = None, resume: Any = None,
+                 rank: tuple[int | None, int | None] | None = None) -> None:
         from tracklab.ids import new_run_id
         from tracklab.sdk.plain import to_plain
 
-        self.dir = _env.store_dir(dir)
-        self.node = _env.node_id()
         env_id = os.environ.get(_env.ENV_RUN_ID)
         self.attached = bool(env_id)
-        self.id = env_id or new_run_id()
+        # attached, the run lives in the wrapper's store: a `dir=` meant for a wandb script's
+        # files must not split it into a second one
+        self.dir = _env.store_dir(None if self.attached else dir)
+        self.node = _env.node_id()
+        self.id = env_id or (str(run_id) if run_id else new_run_id())
         self.project = project or os.environ.get(_env.ENV_PROJECT) or "default"
         self.name = name or _default_name(self.id)
-        self.summary: dict[str, Any] = {}
+        self.summary = Summary()
+        self._meta = dict(meta or {})  # tags, notes, group, job_type
+        self._resume = resume
+        self._rank = rank
         self.config = Config(self, to_plain(config) if config is not None else None)
         self._step = 0
         self._keys: tuple[Any, ...] = ()
@@ -123,13 +112,16 @@ class Run(RunStoreMixin):
 
     # -- logging ---------------------------------------------------------------------------------
 
-    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+    def log(self, data: Mapping[str, Any], step: int | None = None,
+            commit: bool | None = None) -> None:
         """Record training metrics. Never blocks on disk and never raises for a bad value.
 
         Args:
             data: metric name -> number (int, float, bool, numpy or torch scalar). Nested dicts are
                 flattened with dots (``{"train": {"loss": x}}`` -> ``train.loss``).
             step: the step of these values; by default one past this process's previous step.
+            commit: ``False`` keeps the step: the next call without ``step`` logs at the same
+                one (wandb's accumulate-then-commit).
         """
         if self._closed:
             if not self._noop:
@@ -143,7 +135,7 @@ class Run(RunStoreMixin):
             return
         if step is None or type(step) is not int or not 0 <= step <= STEP_MAX:
             step = self._step if step is None else clean_step(step, self._step, self._warn)
-        self._step = step + 1
+        self._step = step if commit is False else step + 1
         # Packed here, into one record of bytes (see pointqueue): the queue holds no object per
         # call, so a burst costs little memory and a long queue never lengthens a GC pass.
         if FLOATS.issuperset(map(type, vals)):
@@ -227,7 +219,8 @@ class Run(RunStoreMixin):
 
 
 class _DisabledRun(Run):
-    """What ``init()`` returns under ``TRACKLAB_MODE=disabled``: every method does nothing."""
+    """What ``init()`` returns under ``TRACKLAB_MODE=disabled`` (or ``WANDB_MODE=disabled``, or
+    ``mode="disabled"``): every method does nothing."""
 
     def __init__(self, project: str | None = None, name: str | None = None,
                  config: Any = None, **_: Any) -> None:
@@ -236,11 +229,10 @@ class _DisabledRun(Run):
         self.id = new_run_id()
         self.project = project or "default"
         self.name = name or self.id
-        self.config = Config.__new__(Config)
-        dict.__init__(self.config, config if isinstance(config, Mapping) else {})
-        self.config._run = self
-        self.summary = {}
+        self.config = Config(None, config if isinstance(config, Mapping) else {})
+        self.summary = Summary()
         self.attached = False
+        self._step = 0
         self._closed = True
         self._noop = True  # silences the log-after-finish warning
         self._writer = None
@@ -248,7 +240,8 @@ class _DisabledRun(Run):
         self._shard_path = None
         self._monitor = None
 
-    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+    def log(self, data: Mapping[str, Any], step: int | None = None,
+            commit: bool | None = None) -> None:
         return None
 
     def finish(self, exit_code: int | None = None) -> None:
@@ -258,46 +251,91 @@ class _DisabledRun(Run):
         return None
 
 
+MODES = ("online", "offline", "shared", "disabled")
+REINIT = (None, True, False, "default", "return_previous", "finish_previous", "create_new")
+# wandb.init() arguments a local store has no use for: accepted, said once, not kept
+IGNORED_INIT = frozenset((
+    "entity", "settings", "save_code", "anonymous", "sync_tensorboard", "monitor_gym",
+    "config_exclude_keys", "config_include_keys", "allow_val_change", "force", "magic",
+    "fork_from", "resume_from", "tensorboard", "id_prefix"))
+
+
 def init(project: str | None = None, name: str | None = None, config: Any = None,
-         system_monitor: bool = False, dir: str | None = None) -> Run:
+         system_monitor: bool = False, dir: str | None = None, *,
+         tags: Any = None, notes: str | None = None, group: str | None = None,
+         job_type: str | None = None, mode: str | None = None, reinit: Any = None,
+         resume: Any = None, id: str | None = None,
+         _rank: tuple[int | None, int | None] | None = None, **ignored: Any) -> Run:
     """Start a run, or attach to the one ``tracklab run`` started (``$TRACKLAB_RUN_ID``).
 
-    Never raises because of the store: if it cannot be opened, a warning says so and the returned
-    run records nothing. Example::
+    wandb's arguments work too (README, "The wandb shape"): ``tags``, ``notes``, ``group`` and
+    ``job_type`` are stored with the run; ``mode="disabled"`` is ``TRACKLAB_MODE=disabled``;
+    ``reinit="return_previous"`` (or ``False``) returns the live run instead of starting one;
+    ``id`` with ``resume`` appends to that run (``"must"``: it has to exist, ``"never"``: it must
+    not). Never raises because of the store: if it cannot be opened, a warning says so and the
+    returned run records nothing. Example::
 
-        run = tracklab.init(project="demo", config={"lr": 1e-3})
+        run = tracklab.init(project="demo", config={"lr": 1e-3}, tags=["baseline"])
         tracklab.log({"loss": 0.5})
         run.finish()
     """
-    if _env.disabled():
+    unknown = sorted(set(ignored) - IGNORED_INIT)
+    if unknown:
+        raise TypeError(f"init() got an unexpected keyword argument {unknown[0]!r}")
+    if mode is not None and mode not in MODES:
+        raise UsageError(f"init(mode={mode!r}): mode is one of {', '.join(MODES)}")
+    if reinit not in REINIT:
+        raise UsageError(f"init(reinit={reinit!r}): reinit is a bool or one of "
+                         "'default', 'return_previous', 'finish_previous', 'create_new'")
+    if ignored:
+        from tracklab.sdk.compat import _once
+
+        _once("init-ignored", f"tracklab: init() ignores {', '.join(sorted(ignored))} (no use "
+              "for them in a local store)", info=True)
+    if mode == "disabled" or _env.disabled():
         run: Run = _DisabledRun(project=project, name=name, config=config)
         _cur.run = run
         return run
     if _cur.run is not None:
-        _cur.run.finish()
+        if reinit in (False, "return_previous"):
+            live: Run = _cur.run
+            return live
+        if reinit != "create_new":
+            _cur.run.finish()
     _install_hooks()
-    run = Run(project=project, name=name, config=config, system_monitor=system_monitor, dir=dir)
+    meta = {"tags": _tag_list(tags), "notes": notes, "group": group, "job_type": job_type}
+    run = Run(project=project, name=name, config=config, system_monitor=system_monitor, dir=dir,
+              meta=meta, run_id=id, resume=resume, rank=_rank)
     with _lock:
         _cur.run = run
         _live.append(run)
     return run
 
 
-def log(data: Mapping[str, Any], step: int | None = None) -> None:
+def _tag_list(tags: Any) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    return [t for t in dict.fromkeys(str(t) for t in tags) if t.strip()]
+
+
+def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
     """Log metrics to the current run (see :meth:`Run.log`)."""
     run = _cur.run or _last
     if run is None:
         if _env.disabled():
             return
         raise UsageError("Call tracklab.init() before tracklab.log().")
-    run.log(data, step)
+    run.log(data, step, commit)
 
 
-def finish() -> None:
-    """Finish the current run, if any."""
+def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
+    """Finish the current run, if any (``exit_code``: as :meth:`Run.finish`; ``quiet`` is
+    wandb's and changes nothing: tracklab prints nothing at finish)."""
     run = _cur.run
     if run is not None:
-        run.finish()
+        run.finish(exit_code)
 
 
 def current_run() -> Run | None:

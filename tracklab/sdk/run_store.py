@@ -16,7 +16,7 @@ from tracklab.errors import StoreError
 from tracklab.sdk.values import Warn
 
 if TYPE_CHECKING:
-    from tracklab.sdk.run import Config
+    from tracklab.sdk.config import Config
 
 
 def _logger() -> Any:
@@ -47,6 +47,10 @@ class RunStoreMixin:
     _sysinfo_lock: threading.Lock
     _sysinfo_late: bool
     _warn: Warn
+    _meta: dict[str, Any]
+    _resume: Any
+    _rank: tuple[int | None, int | None] | None
+    _step: int
 
     def _open(self, system_monitor: bool) -> None:
         from tracklab import store
@@ -61,12 +65,21 @@ class RunStoreMixin:
             existing = shard.run_rows("id = ?", (self.id,))
             if self.attached:
                 self._check_attach(existing)
+            else:
+                self._check_resume(existing)
             if existing:
                 num = existing[0]["num"]
                 if self.attached:
                     row = existing[0]
                     self.project = row["project"] or self.project
                     self.name = row["name"] or self.name
+                else:  # resumed: it runs again, its steps go on from its last one
+                    shard.update_run(num, status="running", exit_code=None, signal=None,
+                                     ended_at=None, pid=os.getpid(), owner="sdk",
+                                     pid_start=_env.process_start(), heartbeat_at=now)
+                    last = [s[8] for s in shard.metric_stats(num) if s[8] is not None]
+                    self._step = max(last) + 1 if last else 0
+                self._save_meta(shard, num)
             else:
                 num = shard.insert_run({
                     "id": self.id, "name": self.name, "project": self.project,
@@ -75,8 +88,11 @@ class RunStoreMixin:
                     "cwd": os.getcwd(), "host": _env.hostname(), "node": self.node,
                     "owner": "wrapper" if self.attached else "sdk", "pid": os.getpid(),
                     "pid_start": _env.process_start(), "config": dumps_exact(dict(self.config)),
+                    "tags": dumps_exact(self._meta.get("tags") or []),
+                    "notes": self._meta.get("notes"),
                 })
-            rank, local_rank = _env.rank_env()
+                self._save_meta(shard, num, context_only=True)
+            rank, local_rank = self._rank or _env.rank_env()
             proc = shard.add_proc(num, os.getpid(), rank, local_rank, _env.hostname(), now)
             if self.config and existing:
                 self._run_num = num
@@ -114,6 +130,59 @@ class RunStoreMixin:
             self._warn("attach", f"tracklab: run {self.id} (from {_env.ENV_RUN_ID}) is "
                        f"{status}, not running; appending this process's metrics to it anyway")
 
+    def _check_resume(self, existing: list[dict[str, Any]]) -> None:
+        from tracklab.errors import UsageError
+
+        if existing and self._resume == "never":
+            raise UsageError(f"init(id={self.id!r}, resume='never'): that run exists already")
+        if not existing and self._resume == "must":
+            raise UsageError(f"init(id={self.id!r}, resume='must'): there is no such run in "
+                             f"{self.dir}")
+
+    def _save_meta(self, shard: Any, num: int, context_only: bool = False) -> None:
+        """init()'s tags and notes join the run's own (the wrapper's ``--tag``/``--notes``);
+        group and job_type go to its context."""
+        meta = self._meta
+        tags = meta.get("tags") or []
+        if tags and not context_only:
+            shard.edit_run_json(num, "tags", lambda old: [
+                *(old if isinstance(old, list) else []),
+                *(t for t in tags if not isinstance(old, list) or t not in old)])
+        notes = meta.get("notes")
+        if notes and not context_only:
+            row = shard.run_rows("num = ?", (num,))[0]
+            have = row["notes"]
+            if not have or notes not in have:
+                shard.update_run(num, notes=f"{have}\n{notes}" if have else str(notes))
+        extra = {k: str(meta[k]) for k in ("group", "job_type") if meta.get(k)}
+        if extra:
+            shard.edit_run_json(num, "context", lambda old: {**(old or {}), **extra})
+
+    def _edit_context(self, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into the run's context (dict values one level down)."""
+        from tracklab import store
+        from tracklab.sdk.plain import to_plain
+
+        if self._run_num is None or self._shard_path is None:
+            return
+        patch = to_plain(patch)
+
+        def edit(old: Any) -> dict[str, Any]:
+            new = dict(old) if isinstance(old, dict) else {}
+            for k, v in patch.items():
+                new[k] = {**new[k], **v} if isinstance(v, dict) and isinstance(
+                    new.get(k), dict) else v
+            return new
+
+        try:
+            shard = store.Shard(self._shard_path)
+            try:
+                shard.edit_run_json(self._run_num, "context", edit)
+            finally:
+                shard.close()
+        except StoreError as exc:
+            self._warn("context", f"tracklab: could not store the run's context ({exc})")
+
     def _record_system(self) -> None:
         from tracklab import store
         from tracklab.sampling.machine import system_info
@@ -125,14 +194,16 @@ class RunStoreMixin:
                 run_context,  # git state, interpreter, packages
             )
 
-            ctx = dumps_exact(run_context([sys.executable, *sys.argv], os.getcwd()))
+            ctx = run_context([sys.executable, *sys.argv], os.getcwd())
             with self._sysinfo_lock:
                 num = self._run_num
                 if num is None or self._sysinfo_late:
                     return  # the run has finished meanwhile: its store is no longer ours
                 shard = store.Shard(self._shard_path or "")
                 try:
-                    shard.update_run(num, system=info, context=ctx)
+                    # merged: init()'s group and job_type, define_metric()'s specs stay
+                    shard.edit_run_json(num, "context", lambda old: {**(old or {}), **ctx},
+                                        system=info)
                 finally:
                     shard.close()
         except Exception:  # noqa: BLE001 - an optional description; the run goes on without it

@@ -34,6 +34,8 @@ def clean(data: Mapping[str, Any], warn: Warn, prefix: str = "") -> dict[str, An
             out[name] = v
         elif isinstance(v, Mapping):
             out.update(clean(v, warn, f"{name}."))
+        elif getattr(t, "_tracklab_media", False) or _media_list(v):
+            continue  # wandb.Image-like objects: they said so themselves, once, when made
         else:
             num = to_number(v)
             if num is None:
@@ -42,6 +44,12 @@ def clean(data: Mapping[str, Any], warn: Warn, prefix: str = "") -> dict[str, An
             else:
                 out[name] = num
     return out
+
+
+def _media_list(v: Any) -> bool:
+    """``[wandb.Image(...), ...]``, as wandb scripts log a batch of examples."""
+    return (type(v) in (list, tuple) and bool(v)
+            and all(getattr(type(x), "_tracklab_media", False) for x in v))
 
 
 def clean_step(step: Any, fallback: int, warn: Warn) -> int:

@@ -49,6 +49,7 @@ class RunOptions(NamedTuple):
     capture_limit: int = defaults.CAPTURE_LIMIT  # bytes of output stored per run (head + tail)
     save_diff: bool = False  # store the text of `git diff HEAD` in the run context
     carbon_intensity: float | None = None  # gCO2e/kWh; the summary gets grams CO2e
+    no_tensorboard: bool = False  # scalars of TensorBoard/CSVLogger files stay out of the run
 
 
 class RunResult(NamedTuple):
@@ -126,6 +127,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             on_start(run_id, record.shard_path)
         oom_before = oom_kills(child.pid)
         sampler = record.start_sampler(child.pid, opts.interval)
+        files = None if opts.no_tensorboard else record.watch_files(started, child.pid)
         killed, requested, _seen = _supervise(child, opts.kill_after,
                                               lambda: watch_sampler(sampler))
     finally:
@@ -136,6 +138,8 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
         context.join(timeout=2.0)
     if sampler is not None:
         sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
+    if files is not None:  # the script's last TensorBoard/CSVLogger values, before the verdict
+        files.stop()
     status, exit_code, sig = verdict(rc, killed, requested, oom_before)
     peaks = record.finish(status, exit_code, sig, started, record.peaks(opts.carbon_intensity),
                           console)
@@ -315,6 +319,17 @@ class _Record:
         threading.Thread(target=self._record_system, args=(collectors,), daemon=True,
                          name="tracklab-sysinfo").start()
         return sampler
+
+    def watch_files(self, started: float, child_pid: int) -> Any:
+        """Pick up the TensorBoard and CSVLogger files the command writes (tensorboard_watch)."""
+        if self.num is None or self.shard_path is None:
+            return None
+        from tracklab.wrapper.tensorboard_watch import MetricFilesWatcher
+
+        watcher = MetricFilesWatcher(self.shard_path, self.num, os.getcwd(), started,
+                                     [self.store_dir], self.warn, child_pid)
+        watcher.start()
+        return watcher
 
     def _record_system(self, collectors: Any) -> None:
         from tracklab.sampling.machine import system_info

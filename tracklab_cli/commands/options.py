@@ -51,6 +51,9 @@ RUN_OPTIONS: list[Opt] = [
         "e.g. 100k, 50MB, 1GiB).", "BYTES"),
     Opt(("--save-diff",), "save_diff", bool, False,
         "Store the text of `git diff HEAD` with the run (its hash and size always are)."),
+    Opt(("--no-tensorboard",), "no_tensorboard", bool, False,
+        "Do not read the TensorBoard event files and Lightning CSVLogger files the command "
+        "writes under its working folder into the run's training metrics."),
     # energy as emissions
     Opt(("--carbon-intensity",), "carbon_intensity", float, None,
         "Grid carbon intensity in gCO2e/kWh: the run's measured energy is also stored as "

@@ -37,6 +37,7 @@ def run(
     capture_limit: Annotated[str | None, _opt("capture_limit")] = None,
     save_diff: Annotated[bool, _opt("save_diff")] = False,
     carbon_intensity: Annotated[float | None, _opt("carbon_intensity")] = None,
+    no_tensorboard: Annotated[bool, _opt("no_tensorboard")] = False,
 ) -> None:
     """Run COMMAND as a child process, sampling system metrics into the run store.
 
@@ -52,7 +53,7 @@ def run(
                   config=config or [], quiet=quiet, prometheus_port=prometheus_port,
                   prometheus_addr=prometheus_addr, no_capture=no_capture,
                   capture_limit=capture_limit, save_diff=save_diff,
-                  carbon_intensity=carbon_intensity)
+                  carbon_intensity=carbon_intensity, no_tensorboard=no_tensorboard)
     checked = fastrun.check(values, list(command or []))
     if isinstance(checked, int):
         raise typer.Exit(checked)

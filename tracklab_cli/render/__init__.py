@@ -266,6 +266,9 @@ def context_rows(head: Table, data: ShowData) -> None:
     if info.get("notes"):
         head.add_row("notes", Text(str(info["notes"])))
     ctx = info.get("context") or {}
+    for key in ("group", "job_type"):  # init(group=, job_type=): wandb's
+        if ctx.get(key):
+            head.add_row(key.replace("_", " "), Text(str(ctx[key])))
     if ctx.get("code") is not None:
         head.add_row("code", Text(code_text(ctx["code"])))
     py = ctx.get("python")

@@ -50,6 +50,11 @@ def _get(snap: dict[str, Any] | None, path: str) -> Any:
     return node
 
 
+def _plain(value: Any) -> str:
+    """A device or port name from a sample, kept to what such names are made of."""
+    return "".join(ch for ch in str(value) if ch.isalnum() or ch in "_-.")[:16] or "?"
+
+
 def _board(*titles: str) -> Table:
     """A table of the dashboard: every one has the same column widths, so the trends of the
     system, the GPUs and the training metrics line up in time."""
@@ -93,6 +98,11 @@ def watch_frame(frame: LiveFrame, width: int = 100, refresh: float | None = None
     row("disk write", "disk.ioWrite", "B/s")
     row("network in", "network.bytesIn", "B/s")
     row("network out", "network.bytesOut", "B/s")
+    for k, port in enumerate(_get(last, "network.infiniband") or []):
+        where = f"port {k}" if not isinstance(port, dict) else (
+            f"{_plain(port.get('device'))}/{_plain(port.get('port'))}")
+        row(f"IB {where} out", f"network.infiniband.{k}.txBytes", "B/s")
+        row(f"IB {where} in", f"network.infiniband.{k}.rxBytes", "B/s")
     parts.append(sys_t if sys_t.row_count else Text("no system samples yet", style="dim"))
 
     gpus = (last or {}).get("accelerators") or []
@@ -111,6 +121,13 @@ def watch_frame(frame: LiveFrame, width: int = 100, refresh: float | None = None
                         f"{mem_text:<10}{'-' if temp is None else f'{temp:.0f}°C':>4}"
                         f"{'-' if power is None else f'{power:.0f}W':>5}",
                         sparkline(tr.get(f"accelerators.{gid}.utilization"), sw, "%"))
+            gpm = g.get("gpm") or {}
+            if gpm.get("smActive") is not None:  # Hopper and newer: what utilization hides
+                tensor, dram = gpm.get("tensorActive"), gpm.get("dramActive")
+                g_t.add_row("  SM active", number(gpm["smActive"], "%"),
+                            f"tensor {'-' if tensor is None else f'{tensor:.0f}%'} "
+                            f"DRAM {'-' if dram is None else f'{dram:.0f}%'}",
+                            sparkline(tr.get(f"accelerators.{gid}.gpm.smActive"), sw, "%"))
         parts.append(g_t)
     elif last is not None:
         parts.append(Text("no NVIDIA GPU in the samples", style="dim"))
@@ -134,11 +151,11 @@ def watch_frame(frame: LiveFrame, width: int = 100, refresh: float | None = None
     if metrics:
         m_t = _board("training metric", "last", "step", "trend")
         shown_keys = list(frame["metric_trends"])
-        for k in shown_keys:
-            s = metrics[k]
-            m_t.add_row(Text(k, overflow="ellipsis"), number(s["last"]),
+        for key in shown_keys:
+            s = metrics[key]
+            m_t.add_row(Text(key, overflow="ellipsis"), number(s["last"]),
                         f"{s['last_step']:,}" if s["last_step"] is not None else "-",
-                        sparkline(frame["metric_trends"][k], sw))
+                        sparkline(frame["metric_trends"][key], sw))
         parts.append(m_t)
         if len(metrics) > len(shown_keys):
             parts.append(Text(f"… {len(metrics) - len(shown_keys)} more training metrics "

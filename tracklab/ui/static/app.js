@@ -321,7 +321,8 @@ async function loadCharts() {
   let keys;
   try { keys = await api("/api/keys?" + q({ run: runs })); } catch (e) {
     // a selected run that is gone: once the runs table has come, the selection leaves it out
-    if (!state.loaded && token === state.chartsToken) { setTimeout(() => { if (token === state.chartsToken) loadCharts(); }, 200); return; }
+    const stale = !state.loaded || selectedRuns().length !== runs.length;
+    if (stale && token === state.chartsToken) { setTimeout(() => { if (token === state.chartsToken) loadCharts(); }, 200); return; }
     throw e;
   }
   if (token !== state.chartsToken) return;
