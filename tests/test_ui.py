@@ -346,3 +346,18 @@ def test_rm_removes_a_runs_rollups(store_dir: Path) -> None:
     finally:
         c.close()
     assert left == {nums[keep.id]}
+
+
+def test_open_without_a_display_says_so_and_serves(store_dir: Path, monkeypatch: Any) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    p, url = start_cli(store_dir, "--open")
+    try:
+        assert p.stdout is not None
+        note = p.stdout.readline() + p.stdout.readline()
+        assert "no display here for --open" in note
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        assert get(None, "/api/runs", port=port)[0] == 200
+    finally:
+        code, _, err = stop_cli(p)
+    assert code == 0 and "Traceback" not in err

@@ -43,8 +43,23 @@ def ui(
                      "  (Ctrl-C to stop)\n")
     sys.stdout.flush()
     if open_browser:
-        import webbrowser
-
-        webbrowser.open(server.url)
+        _open(server.url)
     serve(server)
     sys.stdout.write("tracklab ui: stopped\n")
+
+
+def _open(url: str) -> None:
+    """Open ``url`` in the desktop's browser. Without a display (a cluster node over SSH) the
+    standard library would fall back to a text browser that takes over this terminal, so it
+    says where to open the URL instead."""
+    import os
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        sys.stdout.write("  (no display here for --open: open the URL above in your browser)\n")
+        sys.stdout.flush()
+        return
+    import threading
+    import webbrowser
+
+    threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
