@@ -155,7 +155,15 @@ def test_a_running_runs_new_points_appear_without_a_reload(driver: Any, served: 
                "the new points drawn", 30)
     assert driver.execute_script("return window.__sameDocument") == 1  # no reload
     assert driver.execute_script("return Math.max(...state.charts.get('train/loss').u.data[0])") == 299
-    run.finish()
+    # the last points come with the run's end: they are drawn although it no longer runs
+    sdk._time = clock
+    try:
+        log_steps(run, clock, 300, 320, random.Random(2), 0, 2, 1_780_000_000.0, 3.6)
+        run.finish()
+    finally:
+        sdk._time = saved
+    last = "return Math.max(...state.charts.get('train/loss').u.data[0])"
+    wait_until(lambda: driver.execute_script(last) == 319, "the final points drawn", 30)
 
 
 def test_a_hostile_run_name_renders_as_text(driver: Any, served: Dashboard, store_dir: Path) -> None:

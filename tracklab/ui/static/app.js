@@ -16,7 +16,7 @@ const state = {
   axis: localStorage.getItem("tl.axis") || "step",
   smoothing: Number(localStorage.getItem("tl.smoothing") || 0),
   search: "",
-  charts: new Map(), keys: null, chartsToken: 0, drawn: false, loaded: false, starts: {},
+  charts: new Map(), keys: null, chartsToken: 0, drawn: false, loaded: false, starts: {}, wasLive: new Set(),
 };
 
 // -- helpers -------------------------------------------------------------------------------------
@@ -351,6 +351,7 @@ async function loadCharts() {
     for (const id of runs) c.series[id] = ((data.runs[id] || {}).series || {})[key] || { x: [], y: [] };
     draw(c);
   }
+  state.wasLive = new Set(runs.filter(id => (state.byId.get(id) || { status: "running" }).status === "running"));
   requestAnimationFrame(() => { state.drawn = true; window.__tracklabDrawn = performance.now(); });
 }
 
@@ -487,7 +488,11 @@ function redrawAll() { for (const c of state.charts.values()) draw(c); }
 
 async function liveCharts() {
   const runs = selectedRuns();
-  if (!runs.some(id => (state.byId.get(id) || {}).status === "running")) return;
+  const live = runs.filter(id => (state.byId.get(id) || {}).status === "running");
+  // a run that has just ended gets one last read: its final points came with its end
+  const ended = runs.filter(id => state.wasLive.has(id) && !live.includes(id));
+  state.wasLive = new Set(live);
+  if (!live.length && !ended.length) return;
   const keys = await api("/api/keys?" + q({ run: runs }));
   const all = [...keys.metrics, ...keys.system.map(s => "sys:" + s.path)];
   const known = [...state.charts.keys()];
