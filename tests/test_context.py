@@ -297,9 +297,9 @@ def test_what_the_sdk_reads_without_psutil_is_what_psutil_says() -> None:
     """The start time that tells a live run's writer from a reused pid, and the machine's CPU
     and memory counts, read from /proc and /sys, agree with psutil's."""
     import psutil
-    from tracklab.sampling.machine import _cpus_and_memory
 
     from tracklab import _env
+    from tracklab.sampling.machine import _cpus_and_memory
 
     assert abs((_env.process_start() or 0) - psutil.Process().create_time()) < 0.05
     assert _cpus_and_memory() == {"cpu_count": psutil.cpu_count(logical=True),

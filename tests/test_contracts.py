@@ -53,8 +53,8 @@ def test_fast_read_parser_knows_only_typer_options() -> None:
     (name, takes a value) for each; what they do not take falls through to Typer."""
     import typer.main
 
-    from tracklab_cli.commands import fastread
     from tracklab_cli.app import app
+    from tracklab_cli.commands import fastread
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     for name, spec in (("show", fastread._SHOW), ("ls", fastread._LS)):

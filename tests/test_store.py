@@ -116,10 +116,12 @@ def test_the_schema_is_what_sqlite_utils_makes_of_it(tmp_path: Path) -> None:
                 db[step.name].create(step.columns, pk=step.pk, not_null=set(step.not_null))
             elif isinstance(step, schema.Index):
                 db[step.table].create_index(list(step.columns), unique=step.unique)
+            elif isinstance(step, schema.Sql):
+                db.execute(step.text)
             else:
                 db[step.table].add_column(step.name, step.type)
     assert _master(ours) == _master(db.conn)
-    assert len(_master(ours)) == 19  # 9 tables, 8 indexes, 2 composite primary keys' own
+    assert len(_master(ours)) == 20  # 10 tables, 8 indexes, 2 composite primary keys' own
 
 
 def test_creating_a_shard_does_not_import_sqlite_utils(tmp_path: Path) -> None:

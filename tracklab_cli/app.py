@@ -9,6 +9,7 @@ import typer
 from tracklab_cli.commands import logs_tag as context_cmds
 from tracklab_cli.commands import run as run_cmd
 from tracklab_cli.commands import show as show_cmds
+from tracklab_cli.commands import ui as ui_cmd
 from tracklab_cli.commands import views
 
 app = typer.Typer(
@@ -27,3 +28,4 @@ app.command("ls")(show_cmds.ls)
 for _command in (context_cmds.logs, context_cmds.tag, views.watch, views.plot, views.report,
                  views.compare, views.export, views.rm):
     app.command()(_command)
+app.command("ui")(ui_cmd.ui)

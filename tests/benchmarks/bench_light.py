@@ -18,7 +18,7 @@ from ._util import PY, ROOT, Ctx, Row, env, fmt, interleaved, median, ratio_row,
 
 # the commands whose --help is timed; `tracklab --help` itself too
 COMMANDS = ("run", "show", "ls", "logs", "tag", "watch", "plot", "report", "compare", "export",
-            "rm")
+            "rm", "ui")
 
 
 def _script(name: str) -> list[str] | None:

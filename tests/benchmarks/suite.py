@@ -31,6 +31,7 @@ from . import (
     bench_scale,
     bench_soak,
     bench_startup,
+    bench_ui,
 )
 from ._util import PY, ROOT, Ctx, Row, default_tmp, env, rmtree, run_worker
 
@@ -47,6 +48,7 @@ BENCHES: dict[str, Callable[[Ctx], list[Row]]] = {
     "nodes": bench_nodes.bench,        # issue 9: show of a 16-node run
     "light": bench_light.bench,        # fixed costs against psrecord
     "gpu": bench_gpu.bench,            # the GPU efficiency fields' share of the sampler
+    "ui": bench_ui.bench,              # the dashboard: series, charts drawn, a big store
 }
 OPT_IN = {"soak"}
 

@@ -23,6 +23,7 @@ from tracklab.errors import StoreError
 from tracklab.sdk.pointqueue import HEADER, PointQueue, Segment, layouts
 from tracklab.store import Shard
 from tracklab.store.codec import decode_values, dumps_exact, encode_values
+from tracklab.store.rollups import Rollups
 
 log = logging.getLogger("tracklab.sdk.writer")
 
@@ -57,6 +58,7 @@ class PointWriter:
         self._keysets: dict[tuple[Any, ...], tuple[int, list[int] | None] | None] = {}
         self._keys_seen: set[str] = set()
         self._stats: dict[str, list[Any]] = {}
+        self._rollups = Rollups(run_num, proc_num)
         self._warned: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="tracklab-writer", daemon=True)
         self._thread.start()
@@ -174,7 +176,8 @@ class PointWriter:
         run, proc = self.run_num, self.proc_num
         try:
             shard.write_points([(run, proc, num, fmt, flat) for num, fmt, _, flat in batches],
-                               stats, (time.time(), self.run_num) if self._heartbeat else None)
+                               stats, (time.time(), self.run_num) if self._heartbeat else None,
+                               self._rollups.take())
             self.written += n
         except (sqlite3.Error, StoreError, OSError) as exc:
             self.dropped += n
@@ -202,6 +205,8 @@ class PointWriter:
             width = size // 8  # doubles per record: the header's two, then the values
             doubles = memoryview(records).cast("d")
             cols: Sequence[Sequence[Any]] = [doubles[j::width] for j in range(2, width)]
+            steps: Sequence[Any] = memoryview(records).cast("q")[0::width]
+            times: Sequence[Any] = doubles[1::width]
         else:
             if values is None:  # packed as JSON (an int beyond 64 bits)
                 calls = [(step, t, *decode_values(fmt, blob))
@@ -211,9 +216,12 @@ class PointWriter:
             if keep is not None:  # some names were refused: only the others' values stay
                 keys = tuple(keys[k] for k in keep)
                 calls = [(c[0], c[1], *(c[2 + k] for k in keep)) for c in calls]
-            cols = list(zip(*calls))[2:]
+            columns = list(zip(*calls))
+            steps, times, cols = columns[0], columns[1], columns[2:]
         for key, col in zip(keys, cols):
             touched.add(key)
+            s = self._stats.get(key)
+            self._rollups.fold(key, s[0] if s else 0, col, steps, times)
             self._fold(key, col, last_step, last_time)
         if keep is None:
             return [(num, fmt, len(records) // size,

@@ -42,7 +42,17 @@ class Column:
         self.table, self.name, self.type = table, name, type
 
 
-Step = Table | Index | Column
+class Sql:
+    """A statement run as written (what sqlite-utils' ``db.execute`` runs): a table its
+    ``create()`` cannot describe (``WITHOUT ROWID``)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+Step = Table | Index | Column | Sql
 
 _V1: list[Step] = [
     Table("runs", {
@@ -89,7 +99,15 @@ _V3_CLOCK_OFFSET: list[Step] = [Column("runs", "clock_offset", float)]
 # what the run was (tracklab.sampling.machine.run_context): code state, interpreter, packages (JSON)
 _V4_CONTEXT: list[Step] = [Column("runs", "context", str)]
 
-MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3_CLOCK_OFFSET, _V4_CONTEXT]
+# per key, the min, max and last value of every 64, 1,024... points (tracklab.store.rollups)
+_V5_ROLLUPS: list[Step] = [Sql(
+    "CREATE TABLE metric_rollups (run INTEGER NOT NULL, proc INTEGER NOT NULL, "
+    "key TEXT NOT NULL, level INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER, "
+    "first REAL, min REAL, max REAL, last REAL, first_step INTEGER, last_step INTEGER, "
+    "first_time REAL, last_time REAL, PRIMARY KEY (run, key, level, proc, bucket)) "
+    "WITHOUT ROWID")]
+
+MIGRATIONS: list[list[Step]] = [_V1, _V2, _V3_CLOCK_OFFSET, _V4_CONTEXT, _V5_ROLLUPS]
 VERSION = len(MIGRATIONS)
 
 
@@ -115,6 +133,8 @@ def sql(step: Step) -> str:
         name = f"idx_{step.table}_{'_'.join(step.columns)}"
         return (f"CREATE {'UNIQUE ' if step.unique else ''}INDEX {_q(name)}\n"
                 f"    ON {_q(step.table)} ({', '.join(_q(c) for c in step.columns)})")
+    if isinstance(step, Sql):
+        return step.text
     return f"ALTER TABLE {_q(step.table)} ADD COLUMN {_q(step.name)} {_TYPES[step.type]}"
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from tracklab.errors import StoreError
 from tracklab.store import schema
 from tracklab.store.codec import dumps_exact
+from tracklab.store.rollups import INSERT as ROLLUPS_INSERT
 
 BUSY_TIMEOUT_S = 10.0
 FINAL_TIMEOUT_S = 1.5  # the last status write of a run must not hold up its exit
@@ -235,7 +236,8 @@ class Shard:
     def delete_run(self, num: int) -> None:
         self._write([
             (f"DELETE FROM {t} WHERE run = ?", (num,))
-            for t in ("points", "metric_stats", "samples", "sample_stats", "procs", "console")
+            for t in ("points", "metric_stats", "metric_rollups", "samples", "sample_stats",
+                      "procs", "console")
         ] + [("DELETE FROM runs WHERE num = ?", (num,))])
 
     # -- training points ----------------------------------------------------------------------------
@@ -262,8 +264,9 @@ class Shard:
 
     def write_points(self, batches: Iterable[tuple[int, int, int, str | None, Iterable[Any]]],
                      stats: list[tuple[Any, ...]],
-                     heartbeat: tuple[float, int] | None = None) -> None:
-        """Insert points and replace key stats, in one transaction.
+                     heartbeat: tuple[float, int] | None = None,
+                     rollups: list[tuple[Any, ...]] | None = None) -> None:
+        """Insert points and replace key stats and rollups, in one transaction.
 
         ``batches``: ``(run, proc, keyset, fmt, flat)``, ``flat`` yielding the rows' ``step,
         time, vals`` one after the other; it is consumed as it is inserted.
@@ -285,6 +288,8 @@ class Shard:
                     "sum, last, last_step, last_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     stats,
                 )
+            if rollups:
+                yield ROLLUPS_INSERT, rollups
             if heartbeat:
                 yield "UPDATE runs SET heartbeat_at = ? WHERE num = ?", heartbeat
 
