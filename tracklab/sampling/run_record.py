@@ -60,15 +60,19 @@ class Description:
 
     def __init__(self, shard_path: str, num: int | None, *, store_dir: str, command: list[str],
                  cwd: str, environ: Mapping[str, str] | None = None, save_diff: bool = False,
-                 collectors: Any = None) -> None:
+                 collectors: Any = None, collectors_later: bool = False) -> None:
         self.shard_path = shard_path
         self.num = num
-        self._args = (store_dir, command, cwd, environ, save_diff, collectors)
+        self._args = (store_dir, command, cwd, environ, save_diff)
+        self._collectors = collectors
         self._lock = threading.Lock()  # held while a result is written
         self._late = False
         self._row = threading.Event()  # the run's row exists (num is known)
         if num is not None:
             self._row.set()
+        self._ready = threading.Event()  # the collectors to read the GPUs through are known
+        if not collectors_later:
+            self._ready.set()
         self._thread = threading.Thread(target=self._work, name="tracklab-sysinfo", daemon=True)
 
     def row_created(self, num: int) -> None:
@@ -76,6 +80,12 @@ class Description:
         while the row is made, and stores once it is)."""
         self.num = num
         self._row.set()
+
+    def collectors_ready(self, collectors: Any) -> None:
+        """The collectors, for a description started before they were made (``collectors_later``:
+        it describes the code meanwhile, then the machine through them)."""
+        self._collectors = collectors
+        self._ready.set()
 
     def start(self) -> Description:
         self._thread.start()
@@ -91,23 +101,26 @@ class Description:
             self._late = True
             self._lock.release()
         self._row.set()  # a description still waiting for a row that never came: let it end
+        self._ready.set()
 
     def _work(self) -> None:
         from tracklab.sampling.machine import run_context, system_info
         from tracklab.store.codec import dumps_exact
 
-        store_dir, command, cwd, environ, save_diff, collectors = self._args
+        store_dir, command, cwd, environ, save_diff = self._args
         try:
-            info = dumps_exact(system_info(store_dir, collectors))
-            self._store(lambda shard, num: shard.update_run(num, system=info))
+            # the code first: its git calls run while the caller makes the collectors
             ctx = run_context(command, cwd, environ, save_diff)
             self._store(lambda shard, num: shard.edit_run_json(
                 num, "context", lambda old: {**(old or {}), **ctx}))
-        except Exception:  # an optional description: the run goes on without it
-            import logging
-
-            logging.getLogger("tracklab.sampling.machine").debug("run description not recorded",
-                                                        exc_info=True)
+        except Exception:  # noqa: BLE001 - an optional description: the run goes on without it
+            _debug("run context not recorded")
+        self._ready.wait()
+        try:
+            info = dumps_exact(system_info(store_dir, self._collectors))
+            self._store(lambda shard, num: shard.update_run(num, system=info))
+        except Exception:  # noqa: BLE001 - likewise (logged at debug level with its traceback)
+            _debug("system information not recorded")
 
     def _store(self, write: Any) -> None:
         from tracklab.store import Shard
@@ -121,3 +134,9 @@ class Description:
                 write(shard, self.num)
             finally:
                 shard.close()
+
+
+def _debug(what: str) -> None:
+    import logging
+
+    logging.getLogger("tracklab.sampling.machine").debug(what, exc_info=True)

@@ -116,12 +116,14 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             record.finish("failed", 127 if isinstance(exc, FileNotFoundError) else 126, None,
                           started, {})
             raise
+        description = record.describe(opts, env)
         capture.start(child)
         if on_start:
             on_start(run_id, record.shard_path)
         oom_before = oom_kills(child.pid)
         sampler = record.start_sampler(child.pid, opts.interval)
-        description = record.describe(opts, env, sampler)
+        if description is not None:
+            description.collectors_ready(sampler.collectors if sampler is not None else None)
         files = None if opts.no_tensorboard else record.watch_files(started, child.pid)
         # a GPU reading that may hang is watched from here; without one nothing needs a tick
         watch = (lambda: watch_sampler(sampler)) if sampler is not None and \
@@ -330,17 +332,17 @@ class _Record:
         sampler.start(first=True)
         return sampler
 
-    def describe(self, opts: RunOptions, env: dict[str, str], sampler: Any) -> Any:
-        """The machine and the command's code, interpreter and packages, described off the main
-        thread (GPUs through the sampler's collectors); None without a store."""
+    def describe(self, opts: RunOptions, env: dict[str, str]) -> Any:
+        """The command's code, interpreter and packages, then the machine (GPUs through the
+        sampler's collectors, handed over once made), described off the main thread; None
+        without a store."""
         if self.num is None or self.shard_path is None:
             return None
         from tracklab.sampling.run_record import Description
 
         return Description(self.shard_path, self.num, store_dir=self.store_dir,
                            command=opts.command, cwd=os.getcwd(), environ=env,
-                           save_diff=opts.save_diff,
-                           collectors=sampler.collectors if sampler is not None else None).start()
+                           save_diff=opts.save_diff, collectors_later=True).start()
 
     def watch_files(self, started: float, child_pid: int) -> Any:
         """Pick up the TensorBoard and CSVLogger files the command writes (tensorboard_watch)."""
