@@ -7,13 +7,23 @@ missing reading. :class:`SystemCollectors` composes them into the snapshot forma
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 from typing import Any
 
-log = logging.getLogger("tracklab.collectors")
+
+class _Logger:
+    """The collectors' logger, made on first use: readers import this package (the energy
+    helpers), and importing ``logging`` would cost them ~3 ms."""
+
+    def __getattr__(self, name: str) -> Any:
+        import logging
+
+        return getattr(logging.getLogger("tracklab.collectors"), name)
+
+
+log = _Logger()
 
 GPU_DEADLINE_S = 2.0  # an NVML call that takes longer is treated as hung (GPU off the bus)
 # A hung NVML call is the driver's, not one collector's: once any reading here has hung, every
