@@ -19,11 +19,8 @@ from typing import Any, NamedTuple
 
 from . import _env
 from .errors import StoreError
+from .supervise import HANDLED, supervise
 from .verdict import oom_kills, verdict, verdict_to_keep
-
-_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
-_SI_KERNEL = 0x80  # si_code of a signal the terminal driver sent (Ctrl-C goes to the whole group)
-_POLL_S = 0.25
 
 
 class RunOptions(NamedTuple):
@@ -83,7 +80,8 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
 
     Raises:
         FileNotFoundError / other OSError: the command cannot be started (callers map these
-            to exit codes 127 / 126, as a shell does).
+            to exit codes 127 / 126, as a shell does). Nothing after the exec raises: a fault
+            of tracklab's own is one ``on_warning`` line and the child's status is returned.
     """
     warn = on_warning or (lambda msg: None)
     if not opts.interval > 0:
@@ -104,7 +102,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
 
     capture = ConsoleCapture(record.shard_path, record.num, opts.capture_limit,
                              enabled=not opts.no_capture, secrets=secret_values(opts.command, env))
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     try:
         try:
             child = subprocess.Popen(opts.command, env=env, preexec_fn=_child_setup(os.getpid()),
@@ -114,28 +112,35 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             record.finish("failed", 127 if isinstance(exc, FileNotFoundError) else 126, None,
                           started, {})
             raise
-        capture.start(child)
-        from .context import record_context  # issue 8: git, interpreter, packages, off-thread
+        context = sampler = oom_before = None
+        try:
+            capture.start(child)
+            from .context import record_context  # issue 8: git, interpreter, packages
 
-        context = record_context(record.shard_path, record.num, opts.command, os.getcwd(), env,
-                                 opts.save_diff)
-        if on_start:
-            on_start(run_id, record.shard_path)
-        oom_before = oom_kills(child.pid)
-        sampler = record.start_sampler(child.pid, opts.interval)
-        killed, requested, _seen = _supervise(child, opts.kill_after,
-                                              lambda: watch_sampler(sampler))
+            context = record_context(record.shard_path, record.num, opts.command, os.getcwd(),
+                                     env, opts.save_diff)
+            if on_start:
+                on_start(run_id, record.shard_path)
+            oom_before = oom_kills(child.pid)
+            sampler = record.start_sampler(child.pid, opts.interval)
+        except Exception as exc:  # noqa: BLE001 - the command is running: it runs on, unwatched
+            warn(f"monitoring could not start ({exc}); the command runs on")
+        killed, requested, _seen = supervise(child, opts.kill_after,
+                                             lambda: watch_sampler(sampler), warn)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    rc = child.returncode
-    console = capture.stop(timeout=2.0)  # issue 8: the last lines are stored before the verdict
-    if context is not None:
-        context.join(timeout=2.0)
-    if sampler is not None:
-        sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
-    status, exit_code, sig = verdict(rc, killed, requested, oom_before)
-    peaks = record.finish(status, exit_code, sig, started, record.peaks(opts.carbon_intensity),
-                          console)
+    status, exit_code, sig = verdict(child.returncode, killed, requested, oom_before)
+    peaks: dict[str, Any] = {}
+    try:
+        console = capture.stop(timeout=2.0)  # the last lines are stored before the verdict
+        if context is not None:
+            context.join(timeout=2.0)
+        if sampler is not None:
+            sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
+        peaks = record.finish(status, exit_code, sig, started,
+                              record.peaks(opts.carbon_intensity), console)
+    except Exception as exc:  # noqa: BLE001 - after the exec, only the child's status counts
+        warn(f"could not finish recording the run ({exc}); the command's exit code is kept")
     return RunResult(run_id, status, exit_code, sig, time.time() - started,
                      record.shard_path, peaks, record.sample_count())
 
@@ -151,63 +156,6 @@ def watch_sampler(sampler: Any) -> None:
         logging.getLogger("tracklab.runner").warning(
             "tracklab: warning: could not restart sampling after a hung GPU reading",
             exc_info=True)
-
-
-def _supervise(child: subprocess.Popen[bytes], kill_after: float,
-               tick: Callable[[], None] = lambda: None) -> tuple[bool, str | None, list[int]]:
-    """Wait for the child, taking signals synchronously; ``tick`` runs every _POLL_S or so.
-    Returns (killed, requested, seen)."""
-    killed = False
-    requested: str | None = None
-    seen: list[int] = []
-    kill_at: float | None = None
-    interrupts = 0
-    while child.poll() is None:
-        info = signal.sigtimedwait(_HANDLED, _POLL_S)
-        tick()
-        if kill_at is not None and time.monotonic() >= kill_at and child.poll() is None:
-            _signal_child(child, signal.SIGKILL)
-            killed, kill_at = True, None
-        if info is None or info.si_signo == signal.SIGCHLD:
-            continue
-        sig = info.si_signo
-        seen.append(sig)
-        if sig == signal.SIGINT:
-            interrupts += 1
-            requested = requested or "interrupted"
-            if interrupts >= 2:
-                _signal_child(child, signal.SIGKILL)
-                killed = True
-                continue
-            # Ctrl-C in a terminal already reached the child (same foreground group): don't
-            # deliver it twice. A kill(2) from elsewhere reached only us: forward it.
-            if not (info.si_code == _SI_KERNEL and _same_group(child)):
-                _signal_child(child, sig)
-        else:
-            requested = requested or "terminated"
-            if info.si_code != _SI_KERNEL or not _same_group(child):
-                _signal_child(child, sig)
-            if kill_at is None and not killed:
-                kill_at = time.monotonic() + kill_after
-    return killed, requested, seen
-
-
-def _same_group(child: subprocess.Popen[bytes]) -> bool:
-    try:
-        return os.getpgid(child.pid) == os.getpgrp()
-    except OSError:
-        return True
-
-
-def _signal_child(child: subprocess.Popen[bytes], sig: int) -> None:
-    """Send ``sig`` to the child's own process group when it has one, else to the child."""
-    try:
-        if _same_group(child):
-            os.kill(child.pid, sig)
-        else:
-            os.killpg(os.getpgid(child.pid), sig)
-    except ProcessLookupError:
-        pass
 
 
 def _child_setup(parent: int) -> Callable[[], None]:
