@@ -88,6 +88,11 @@ class RunView:
         self.store_dir = store_dir
         self.id: str = parts[0][1]["id"]
 
+    @property
+    def paths(self) -> list[str]:
+        """The shard files (one a node) this run's data comes from."""
+        return [shard.path for shard, _ in self._parts]
+
     # -- the record ------------------------------------------------------------------------------
 
     @property

@@ -10,7 +10,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tracklab.errors import AmbiguousRun, RunNotFound, StoreError
+from tracklab.errors import AmbiguousRun, TracklabError
+from tracklab.textfmt import visible
 
 from . import fastrun
 from .options import RUN_OPTIONS
@@ -27,23 +28,22 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    sys.stderr.write(f"tracklab: {message}\n")
+def fail(message: str, code: int = 1, *more: str) -> typer.Exit:
+    """One line on stderr (then ``more``, one a line), with whatever came from a run, a store
+    or a user shown as text, never as escape sequences; the exit to raise."""
+    sys.stderr.write("".join(f"{visible(m)}\n" for m in (f"tracklab: {message}", *more)))
     return typer.Exit(code)
 
 
 @contextmanager
 def library_errors() -> Iterator[None]:
-    """Turn the library's exceptions into one line on stderr and exit code 1."""
+    """Turn the library's exceptions (any TracklabError) into one line on stderr and exit 1."""
     try:
         yield
     except AmbiguousRun as exc:
-        lines = "\n".join(f"  {c}" for c in exc.candidates[:20])
-        raise fail(f"{exc.ref!r} matches {len(exc.candidates)} runs; use a longer prefix:\n"
-                   f"{lines}") from None
-    except RunNotFound as exc:
-        raise fail(str(exc)) from None
-    except StoreError as exc:
+        raise fail(f"{exc.ref!r} matches {len(exc.candidates)} runs; use a longer prefix:", 1,
+                   *(f"  {c}" for c in exc.candidates[:20])) from None
+    except TracklabError as exc:
         raise fail(str(exc)) from None
 
 

@@ -1,6 +1,6 @@
 """Rendering of the views (sparklines, the watch dashboard, compare, plot figures).
 
-Functions take the plain data of :mod:`tracklab.views`; rich lives here and in render.py only.
+Functions take the plain data of :mod:`tracklab.views`; rich lives here and in the other render modules only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from tracklab.textfmt import visible_data
 
 from .fmt import duration, number, size
 from .render import command_text, status_text
@@ -121,6 +123,7 @@ def _board(*titles: str) -> Table:
 
 def watch_frame(frame: dict[str, Any], width: int = 100, refresh: float | None = None) -> Panel:
     """The dashboard of ``tracklab watch`` for one :func:`tracklab.views.live` frame."""
+    frame = visible_data(frame)  # a run's text is shown, never obeyed
     info, last, tr = frame["info"], frame["last"], frame["trends"]
     status = status_text(info["status"])
     if info.get("exit_code") is not None:
@@ -223,6 +226,7 @@ def _cell(v: Any, unit: str) -> str:
 
 
 def compare(data: dict[str, Any]) -> Table:
+    data = visible_data(data)
     t = Table(caption="* differs: numbers by more than 10% of the largest, anything else at all",
               caption_justify="left")
     t.add_column("", width=1, no_wrap=True)
