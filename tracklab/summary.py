@@ -5,11 +5,16 @@ Display names and units live here (data), formatting lives in the CLI's renderer
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from .context import context_summary
+from .errors import StoreError, TracklabWarning
 from .fleet import fleet_summary
 from .runs import RunView
+
+T = TypeVar("T")
 
 # (path, label, unit): unit is "%", "B", "B/s", "1/s", "°C", "W", "J", "MHz" or "" (a count)
 SYSTEM_ROWS: list[tuple[str, str, str]] = [
@@ -58,9 +63,14 @@ GPU_ROWS: list[tuple[str, str, str]] = [
 
 
 def summarize(view: RunView) -> dict[str, Any]:
-    """Everything ``show`` prints, as data: info, system rows, per-GPU rows, training metrics."""
+    """Everything ``show`` prints, as data: info, system rows, per-GPU rows, training metrics.
+
+    A shard damaged in the middle (the run's row readable, some of its tables not) gives what
+    can be read: each part that cannot be is left out, named in ``unreadable``, and one
+    TracklabWarning says which file and why."""
     info = view.info
-    stats = view.system_summary()
+    part = _Parts()
+    stats = part.read("system metrics", view.system_summary, {})
     system = [dict(path=p, label=label, unit=unit, **stats[p])
               for p, label, unit in SYSTEM_ROWS if p in stats]
     system += [dict(path=p, label=p, unit="", **s) for p, s in stats.items()
@@ -80,19 +90,45 @@ def summarize(view: RunView) -> dict[str, Any]:
     from .views import attach_trends  # sparklines: about 40 index seeks, whatever the run's size
 
     # issue 6: findings from the statistics and at most MAX_SAMPLES evenly spaced samples
-    sampled = read_samples(view, MAX_SAMPLES)
+    sampled = part.read("samples", lambda: read_samples(view, MAX_SAMPLES), [])
     peaks = (info.get("summary") or {}).get("peaks") or {}
-    return attach_trends(view, {
+    data = {
         "diagnosis": diagnose(info, stats, sampled),
         "resources": resources(info, stats, sampled),
         "energy": peaks.get("energy"),  # None until the run has ended
         "info": info,
-        "samples": view.sample_count(),
+        "samples": part.read("samples", view.sample_count, 0),
         "system": system,
         "gpus": gpus,
-        "metrics": view.metric_summary(),
+        "metrics": part.read("training metrics", view.metric_summary, {}),
         # a run across nodes: per-node rows, min/mean/max over nodes, stragglers (else None)
-        "fleet": fleet_summary(view),
+        "fleet": part.read("nodes", lambda: fleet_summary(view), None),
         # issue 8: summary values (metric lasts + run.summary), last lines if it ended badly
-        **context_summary(view, info),
-    })
+        **part.read("output", lambda: context_summary(view, info), {}),
+    }
+    data = part.read("trends", lambda: attach_trends(view, data), data)
+    data["unreadable"] = part.missing
+    part.warn()
+    return data
+
+
+class _Parts:
+    """The parts of a run that could not be read, and the first error that said why."""
+
+    def __init__(self) -> None:
+        self.missing: list[str] = []
+        self.error: StoreError | None = None
+
+    def read(self, what: str, read: Callable[[], T], default: Any) -> T:
+        try:
+            return read()
+        except StoreError as exc:
+            if what not in self.missing:
+                self.missing.append(what)
+            self.error = self.error or exc
+            return cast(T, default)
+
+    def warn(self) -> None:
+        if self.error is not None:
+            warnings.warn(f"tracklab: warning: {self.error}; shown without its "
+                          f"{', '.join(self.missing)}", TracklabWarning, stacklevel=3)

@@ -45,7 +45,7 @@ def figures_table(title: str, header: list[str], rows: list[list[Any]], width: i
         t.add_column(h, justify="right", no_wrap=True, min_width=w)
     lines = trends(spark) if spark and trends is not None else None
     if lines is not None:
-        t.add_column(trend, no_wrap=True, overflow="crop", min_width=spark, max_width=spark)
+        t.add_column(trend or "", no_wrap=True, overflow="crop", min_width=spark, max_width=spark)
     for i, r in enumerate(rows):
         label = r[0] if isinstance(r[0], Text) else Text(str(r[0]))
         t.add_row(label, *cols[i], *([lines[i]] if lines is not None else []))

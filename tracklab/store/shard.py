@@ -1,4 +1,5 @@
-"""One node's SQLite file: the only place tracklab speaks SQL.
+"""One node's SQLite file: the only place tracklab speaks SQL, through a connection
+(:mod:`.connection`) on which every sqlite3 error, reading or writing, is a StoreError.
 
 A shard is written by the processes of one node only (the wrapper's sampler, the SDK's writer
 threads of every rank there). WAL lets readers work while they write; ``BEGIN IMMEDIATE`` takes the
@@ -20,6 +21,7 @@ from tracklab.errors import StoreError
 
 from . import schema
 from .codec import dumps_exact
+from .connection import Connection, Cursor
 
 BUSY_TIMEOUT_S = 10.0
 FINAL_TIMEOUT_S = 1.5  # the last status write of a run must not hold up its exit
@@ -73,36 +75,37 @@ class Shard:
         self._layouts: dict[tuple[str, ...], int] = {}
         self._lock = threading.Lock()
         self.empty = False
+        raw: sqlite3.Connection | None = None
         try:
             if create and not os.path.exists(path):
                 _create_private(path)
             if readonly:
                 uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-                self.conn = sqlite3.connect(
+                raw = sqlite3.connect(
                     uri, uri=True, timeout=timeout, isolation_level=None,
                     check_same_thread=False,
                 )
-                if _needs_immutable(self.conn, path):
-                    self.conn.close()
-                    self.conn = sqlite3.connect(
+                if _needs_immutable(raw, path):
+                    raw.close()
+                    raw = sqlite3.connect(
                         uri + "&immutable=1", uri=True, timeout=timeout, isolation_level=None,
                         check_same_thread=False,
                     )
             else:
-                self.conn = sqlite3.connect(
+                raw = sqlite3.connect(
                     path, timeout=timeout, isolation_level=None, check_same_thread=False
                 )
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
+                raw.execute("PRAGMA journal_mode=WAL")
+                raw.execute("PRAGMA synchronous=NORMAL")
                 if cache_kib is not None:  # SQLite's default is 2,000 KiB
-                    self.conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
-            version = schema.current_version(self.conn)
+                    raw.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+            version = schema.current_version(raw)
             if version > schema.VERSION:
                 raise StoreError(path, f"written by a newer tracklab (schema {version})")
             self.empty = version == 0
             if version < schema.VERSION:
                 if not readonly:
-                    schema.migrate(self.conn)
+                    schema.migrate(raw)
                 elif version > 0 and os.access(path, os.W_OK):
                     # written by an older tracklab: upgrade it once so readers see every column
                     upgrade = sqlite3.connect(path, timeout=timeout, isolation_level=None)
@@ -112,13 +115,13 @@ class Shard:
                         upgrade.close()
                 # version 0: being created right now; readers skip it (see runs._open_shards)
         except (sqlite3.Error, OSError, StoreError) as exc:
-            conn = getattr(self, "conn", None)
-            if conn is not None:
-                conn.close()  # not left to the garbage collector (a ResourceWarning, later)
+            if raw is not None:
+                raw.close()  # not left to the garbage collector (a ResourceWarning, later)
             if isinstance(exc, StoreError):
                 raise
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise StoreError(path, reason) from None
+        self.conn = Connection(raw, path)
 
     def close(self) -> None:
         try:
@@ -129,7 +132,7 @@ class Shard:
     # -- transactions ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[Connection]:
         """One write transaction (``BEGIN IMMEDIATE``: the write lock up front, so concurrent
         writers queue on the busy timeout). Raises StoreError (locked, full, corrupt)."""
         with self._lock:
@@ -143,10 +146,10 @@ class Shard:
                     if c.in_transaction:
                         c.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as exc:
+            except sqlite3.Error as exc:  # COMMIT and ROLLBACK come as StoreError already
                 raise StoreError(self.path, str(exc)) from None
 
-    def _write(self, statements: Iterable[tuple[str, Any]]) -> sqlite3.Cursor | None:
+    def _write(self, statements: Iterable[tuple[str, Any]]) -> Cursor | None:
         """Run statements in one write transaction; returns the last cursor. ``statements`` may
         be a generator: it is consumed inside the transaction."""
         cur = None
@@ -287,10 +290,10 @@ class Shard:
 
     def points(self, run: int) -> Iterator[tuple[Any, ...]]:
         """``(proc, step, time, keys_json, fmt, vals)`` in insertion order."""
-        return self.conn.execute(
+        return iter(self.conn.execute(
             "SELECT p.proc, p.step, p.time, k.keys, p.fmt, p.vals FROM points p "
             "JOIN keysets k ON k.num = p.keyset WHERE p.run = ? ORDER BY p.rowid", (run,),
-        )
+        ))
 
     def metric_stats(self, run: int) -> list[tuple[Any, ...]]:
         return self.conn.execute(
@@ -333,7 +336,7 @@ class Shard:
         if since is not None:
             sql += " AND s.time > ?"
             params = (run, since)
-        return self.conn.execute(sql + " ORDER BY s.time", params)
+        return iter(self.conn.execute(sql + " ORDER BY s.time", params))
 
     def sample_stats(self, run: int) -> list[tuple[int, int, str]]:
         return self.conn.execute(
