@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from . import _env
 from .errors import StoreError
+from .store import space
 from .supervise import HANDLED, supervise
 from .verdict import oom_kills, verdict, verdict_to_keep
 
@@ -83,7 +84,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             to exit codes 127 / 126, as a shell does). Nothing after the exec raises: a fault
             of tracklab's own is one ``on_warning`` line and the child's status is returned.
     """
-    warn = on_warning or (lambda msg: None)
+    warn = _once_when_full(on_warning or (lambda msg: None))
     if not opts.interval > 0:
         raise ValueError("interval must be positive")
     store_dir = _env.store_dir(opts.dir)
@@ -96,7 +97,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
 
     env = dict(os.environ)
     env.update({_env.ENV_RUN_ID: run_id, _env.ENV_PROJECT: project, _env.ENV_DIR: store_dir,
-                _env.ENV_NODE_ID: node})
+                _env.ENV_NODE_ID: node, space.ENV_WRAPPER: str(os.getpid())})
     # issue 8: the child's output is teed into the store (tracklab.capture)
     from .capture import ConsoleCapture, secret_values
 
@@ -135,6 +136,7 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
         console = capture.stop(timeout=2.0)  # the last lines are stored before the verdict
         if context is not None:
             context.join(timeout=2.0)
+        record.make_room()  # the disk filled: what was held back takes the last stats and the end
         if sampler is not None:
             sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
         peaks = record.finish(status, exit_code, sig, started,
@@ -194,6 +196,7 @@ class _Record:
         # issue 9: (port, addr, project)
         self.prometheus: tuple[int | None, str | None, str | None] = (None, None, None)
         self.exporter: Any = None
+        self.reserve = space.Reserve(store_dir)
 
     def create(self, opts: RunOptions, project: str, started: float) -> None:
         self.prometheus = (opts.prometheus_port, opts.prometheus_addr, project)
@@ -226,6 +229,7 @@ class _Record:
                                      ended_at=None, pid=os.getpid(),
                                      pid_start=_env.process_start(), heartbeat_at=started)
                 self.shard_path = shard.path
+                self.reserve.hold()  # room for the run's end, should the disk fill meanwhile
             finally:
                 shard.close()
         except StoreError as exc:
@@ -285,6 +289,10 @@ class _Record:
 
         return peaks(self.recorder.stats, self.recorder.last_energy, carbon_intensity)
 
+    def make_room(self) -> None:
+        if self.reserve.held and (space.reported() or space.low(self.store_dir)):
+            self.reserve.release()
+
     def sample_count(self) -> int:
         return self.recorder.count if self.recorder is not None else 0
 
@@ -292,27 +300,47 @@ class _Record:
                peaks: dict[str, Any], console: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.num is None or self.shard_path is None:
             return peaks
+        from .context import merge_summary
         from .store import FINAL_TIMEOUT_S, Shard
 
-        try:
-            shard = Shard(self.shard_path, timeout=FINAL_TIMEOUT_S)
+        for attempt in (1, 2):
             try:
-                # issue 8: merged, so the attached processes' run.summary["user"] survives
-                from .context import merge_summary
-
-                merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
-                              fields_from=lambda row: verdict_to_keep(
-                                  row, started, status, exit_code, sig),
-                              ended_at=time.time())
-            finally:
-                shard.close()
-        except StoreError as exc:
-            self.warn(f"{exc}; the run's end was not recorded")
+                shard = Shard(self.shard_path, timeout=FINAL_TIMEOUT_S)
+                try:
+                    # issue 8: merged, so the attached processes' run.summary["user"] survives
+                    merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
+                                  fields_from=lambda row: verdict_to_keep(
+                                      row, started, status, exit_code, sig),
+                                  ended_at=time.time())
+                finally:
+                    shard.close()
+                break
+            except StoreError as exc:
+                if attempt == 1 and space.is_full(exc) and self.reserve.held:
+                    self.reserve.release()  # what it was held back for
+                    continue
+                self.warn(f"{exc}; the run's end was not recorded")
+                break
+        if not space.reported() and space.low(self.store_dir):
+            # the child's SDK leaves a full disk to us to say (space.under_wrapper)
+            self.warn(f"the store's disk is full ({self.store_dir}); metrics and output the run "
+                      "wrote may be missing")
+        self.reserve.release()
         if self.recorder is not None:
             self.recorder.close()
         if self.exporter is not None:  # issue 9
             self.exporter.close()
         return peaks
+
+
+def _once_when_full(warn: Callable[[str], None]) -> Callable[[str], None]:
+    """``warn``, except for a full disk already reported in this process (by the sampler)."""
+    def say(message: str) -> None:
+        if space.is_full(message) and not space.first_report():
+            return
+        warn(message)
+
+    return say
 
 
 def _stem(command: list[str]) -> str:
