@@ -207,6 +207,8 @@ class _Record:
 
         name = opts.name or f"{_stem(opts.command)}-{new_run_id(4)}"
         try:
+            for problem in store.folder_warnings(self.store_dir):
+                self.warn(problem)
             shard = store.open_shard(self.store_dir, self.node)
             try:
                 self.num = shard.insert_run({

@@ -51,9 +51,13 @@ class RunStoreMixin:
     def _open(self, system_monitor: bool) -> None:
         from . import store
         from .pointqueue import HEADER
+        from .store import space
         from .store.codec import dumps_exact, encode_values
         from .writer import PAGE_CACHE_KIB, PointWriter
 
+        if not space.under_wrapper():  # the wrapper has said it for this folder
+            for problem in store.folder_warnings(self.dir):
+                self._warn(f"folder:{problem}", f"tracklab: warning: {problem}")
         shard = store.open_shard(self.dir, self.node)
         self._shard_path = shard.path
         now = time.time()

@@ -47,9 +47,21 @@ _PADDING = (None,) * (3 * ROWS_PER_INSERT)
 
 
 def _create_private(path: str) -> None:
-    """Create the database file 0600 before SQLite does (its -wal/-shm copy that mode)."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
+    """Create the database file 0600 before SQLite does (its -wal/-shm copy that mode); 0660 in
+    a team's folder (group-writable and setgid), whose members all write and read it."""
+    mode = 0o600
+    try:
+        folder = os.stat(os.path.dirname(path) or ".").st_mode
+        if folder & 0o020 and folder & 0o2000:
+            mode = 0o660
+    except OSError:
+        pass
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, mode)
+    try:
+        if mode != 0o600:
+            os.fchmod(fd, mode)  # past the umask: the group must be able to write it
+    finally:
+        os.close(fd)
 
 
 def _needs_immutable(conn: sqlite3.Connection, path: str) -> bool:
