@@ -116,7 +116,7 @@ def test_group_shared_store_works_for_every_member(request: pytest.FixtureReques
                           "status": "finished", "started_at": 1.0, "ended_at": 2.0})
             s.close()
             code = 0
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - shown in the test output, then exit 1
             import traceback
 
             traceback.print_exc()
