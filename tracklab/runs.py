@@ -24,6 +24,25 @@ STATUS_ORDER = ("running", "crashed", "oom-killed", "killed", "failed", "termina
                 "interrupted", "finished")
 
 
+def _json(text: str | None, kind: type | tuple[type, ...], default: Any) -> Any:
+    """A JSON column as the type readers expect; ``default`` for NULL, invalid JSON (a file
+    someone else wrote) or the wrong type."""
+    try:
+        value = loads_exact(text)
+    except ValueError:
+        return default
+    if not isinstance(value, kind):
+        return default
+    if isinstance(value, list) and kind is list:
+        return [v if isinstance(v, str) else json.dumps(v) for v in value]  # tags are text
+    return value
+
+
+def _status_rank(status: str) -> int:
+    """Worst first; a status this version does not know (a newer one's) after those it does."""
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
 def resolve_status(row: dict[str, Any], now: float | None = None) -> str:
     """The honest status of a run row: ``running`` only while its writer is alive."""
     status = row["status"]
@@ -101,23 +120,23 @@ class RunView:
         statuses = [resolve_status(r) for r in rows]
         first = min(rows, key=lambda r: r["started_at"])
         ended = [r["ended_at"] for r in rows if r["ended_at"]]
-        status = min(statuses, key=STATUS_ORDER.index) if statuses else "unknown"
+        status = min(statuses, key=_status_rank) if statuses else "unknown"
         exit_codes = [r["exit_code"] for r in rows if r["exit_code"] is not None]
         info = {
             "id": self.id, "name": first["name"], "project": first["project"],
             "status": status, "exit_code": max(exit_codes, key=abs) if exit_codes else None,
             "signal": next((r["signal"] for r in rows if r["signal"]), None),
-            "command": loads_exact(first["command"]), "cwd": first["cwd"],
+            "command": _json(first["command"], (list, str), None), "cwd": first["cwd"],
             "host": first["host"], "nodes": sorted({r["node"] for r in rows if r["node"]}),
             "owner": first["owner"], "pid": first["pid"], "interval": first["interval"],
             "started_at": first["started_at"],
             "ended_at": max(ended) if ended and status != "running" else None,
             "heartbeat_at": max((r["heartbeat_at"] or 0) for r in rows) or None,
-            "config": loads_exact(first["config"]) or {},
-            "system": loads_exact(first["system"]) or {},
-            "summary": loads_exact(first["summary"]) or {},
-            "tags": loads_exact(first["tags"]) or [], "notes": first["notes"],
-            "context": loads_exact(first.get("context")) or {},
+            "config": _json(first["config"], dict, {}),
+            "system": _json(first["system"], dict, {}),
+            "summary": _json(first["summary"], dict, {}),
+            "tags": _json(first["tags"], list, []), "notes": first["notes"],
+            "context": _json(first.get("context"), dict, {}),
         }
         end = info["ended_at"] or (time.time() if status == "running" else info["heartbeat_at"])
         info["duration"] = (end - info["started_at"]) if end else None

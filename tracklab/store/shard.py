@@ -46,6 +46,31 @@ _INSERT_POINTS = (
 _PADDING = (None,) * (3 * ROWS_PER_INSERT)
 
 
+_INT_COLUMNS = ("num", "exit_code", "signal", "pid")
+_REAL_COLUMNS = ("pid_start", "interval", "started_at", "ended_at", "heartbeat_at",
+                 "clock_offset")
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row as readers expect its types, whoever wrote the file: a number column that
+    holds text reads as None, a text column that holds a number or bytes as text."""
+    for k in _INT_COLUMNS:
+        v = row[k]
+        if v is not None and (type(v) is not int):
+            row[k] = int(v) if type(v) is float and v.is_integer() else None
+    for k in _REAL_COLUMNS:
+        v = row[k]
+        if v is not None and (type(v) not in (int, float) or not -1e11 < v < 1e11):
+            row[k] = None  # text, NaN, infinity or past the year 5000: no time at all
+    if row["started_at"] is None:  # every reader sorts and subtracts by it
+        row["started_at"] = row["heartbeat_at"] or row["ended_at"] or 0.0
+    for k, v in row.items():
+        if k not in _INT_COLUMNS and k not in _REAL_COLUMNS and v is not None and \
+                type(v) is not str:
+            row[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return row
+
+
 def _create_private(path: str) -> None:
     """Create the database file 0600 before SQLite does (its -wal/-shm copy that mode); 0660 in
     a team's folder (group-writable and setgid), whose members all write and read it."""
@@ -235,7 +260,7 @@ class Shard:
         sql += f" ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {min(int(limit), MAX_ROWS)}"
-        return [dict(zip(RUN_COLUMNS, r)) for r in self.conn.execute(sql, params)]
+        return [_clean(dict(zip(RUN_COLUMNS, r))) for r in self.conn.execute(sql, params)]
 
     def find_runs(self, ref: str) -> list[dict[str, Any]]:
         """Runs whose id equals or starts with ``ref``, or whose name equals it."""
