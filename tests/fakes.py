@@ -16,7 +16,17 @@ Readings are deterministic enough to assert on, and vary a little between calls:
 - power: ``100 + 20 * i + n % 5`` W (reported in mW); energy counter (mJ): grows by the current
   power times the time since the previous energy call;
 - SM clock ``smMax - 100 * (i % 2)`` MHz; throttle reasons: ``sw_power_cap`` on GPU 1, none else;
-- PCIe replays ``i``; uncorrected ECC errors 0; each listed process gets 25 % SM per sample.
+- PCIe replays ``i``; uncorrected ECC errors 0; each listed process gets 25 % SM per sample;
+- memory-controller busy 30 %; memory clock 1593 MHz (A100) or 2619 MHz (H100), its maximum;
+- the efficiency readings (PCIe link and traffic, NVLink, GPM) are in ``tests.fakes_efficiency``.
+
+Scenarios: ``one_gpu``/``two_gpus`` (A100 SXM: NVLink, no GPM), ``eight_gpus`` and ``hopper``
+(H100 SXM with GPM), ``ampere`` (an A100 PCIe card: no NVLink, no PCIe byte counters, no GPM),
+``pcie_downtrained`` (an H100 whose link runs at Gen3 x8 of Gen5 x16), ``nccl_hang`` (an H100
+at 100 % utilization whose SMs are idle: a collective waiting forever), ``nvlink_errors`` (an
+H100 whose NVLink CRC counter rises), ``hopper_mig`` (an H100 in MIG mode with two GPU
+instances), ``not_supported`` (a GPU answering NOT_SUPPORTED for every optional reading),
+``mig``, ``gpu_lost``, ``hang`` and ``no_driver``.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from pynvml import (
+    NVML_CLOCK_GRAPHICS,
+    NVML_CLOCK_MEM,
     NVML_CLOCK_SM,
     NVML_DEVICE_MIG_DISABLE,
     NVML_DEVICE_MIG_ENABLE,
@@ -61,6 +73,8 @@ from pynvml import (
 )
 
 __all__ = [
+    "NVML_CLOCK_GRAPHICS",
+    "NVML_CLOCK_MEM",
     "NVML_CLOCK_SM",
     "NVML_DEVICE_MIG_DISABLE",
     "NVML_DEVICE_MIG_ENABLE",
@@ -92,7 +106,9 @@ ENV_SCENARIO = "TRACKLAB_FAKE_NVML"
 ENV_PIDS = "TRACKLAB_FAKE_NVML_PIDS"
 GIB = 1024**3
 SCENARIOS = ("no_driver", "one_gpu", "two_gpus", "eight_gpus", "not_supported", "gpu_lost",
-             "hang", "mig")
+             "hang", "mig", "hopper", "ampere", "pcie_downtrained", "nccl_hang", "nvlink_errors",
+             "hopper_mig")
+HOPPER = ("eight_gpus", "hopper", "pcie_downtrained", "nccl_hang", "nvlink_errors", "hopper_mig")
 PROCESS_SM = 25  # percent SM each listed process gets in every utilization sample
 
 calls: Counter[str] = Counter()  # how often each NVML function was called, for cache tests
@@ -111,6 +127,14 @@ class _Gpu:
     n: Counter[str] = field(default_factory=Counter)
     energy_mj: float = 5_000_000.0
     energy_at: float = field(default_factory=time.monotonic)
+    util: int | None = None  # utilization before the per-call variation; None: base_utilization
+    memory_clock: int = 1593  # MHz
+    link: tuple[int, int, int, int] = (4, 4, 16, 16)  # PCIe gen now, gen max, width now, max
+    nvlinks: int = 12
+    pcie_counters: bool = False  # NVML_FI_DEV_PCIE_COUNT_*_BYTES supported
+    gpm: dict[str, float] | None = None  # GPM metric id -> value; None: no GPM
+    nvlink_errors_step: int = 0  # CRC errors added per error-counter read
+    counters: dict[str, float] = field(default_factory=dict)  # the fake's byte/error counters
 
     @property
     def uuid(self) -> str:
@@ -173,8 +197,12 @@ def _env_pids() -> dict[int, list[tuple[int, int]]]:
 
 def _build(name: str, pids: dict[int, list[tuple[int, int]]] | None,
            hang_s: float | None) -> _State:
-    if name == "eight_gpus":
-        gpus = [_Gpu(i, "NVIDIA H100 80GB HBM3", 80 * GIB, 700_000, 1980) for i in range(8)]
+    if name in HOPPER:
+        gpus = [_Gpu(i, "NVIDIA H100 80GB HBM3", 80 * GIB, 700_000, 1980, memory_clock=2619,
+                     link=(5, 5, 16, 16), nvlinks=18, pcie_counters=True, gpm=dict(TRAINING))
+                for i in range(8 if name == "eight_gpus" else 1)]
+    elif name == "ampere":
+        gpus = [_Gpu(0, "NVIDIA A100-PCIE-40GB", 40 * GIB, 250_000, 1410, nvlinks=0)]
     else:
         n = 1 if name in ("one_gpu", "hang", "mig") else 2
         gpus = [_Gpu(i, "NVIDIA A100-SXM4-40GB", 40 * GIB, 400_000, 1410) for i in range(n)]
@@ -184,10 +212,21 @@ def _build(name: str, pids: dict[int, list[tuple[int, int]]] | None,
     if name == "not_supported":
         state.unsupported = frozenset({"nvmlDeviceGetFanSpeed", "nvmlDeviceGetTemperature",
                                        "nvmlDeviceGetTotalEnergyConsumption",
-                                       "nvmlDeviceGetProcessUtilization"})
+                                       "nvmlDeviceGetProcessUtilization", *OPTIONAL})
     elif name == "mig":
         gpus[0].mig_uuids = ["MIG-5c1e0b2a-7d3f-5e8a-9b4c-1f2e3d4c5b6a"]
         # In MIG mode NVML cannot read whole-GPU or per-process utilization.
+        state.unsupported = frozenset({"nvmlDeviceGetUtilizationRates",
+                                       "nvmlDeviceGetProcessUtilization"})
+    elif name == "pcie_downtrained":
+        gpus[0].link, gpus[0].util = (3, 5, 8, 16), 95
+    elif name == "nccl_hang":
+        gpus[0].util, gpus[0].gpm = 100, dict(NCCL_HANG)
+    elif name == "nvlink_errors":
+        gpus[0].nvlink_errors_step = 5
+    elif name == "hopper_mig":
+        gpus[0].mig_uuids = ["MIG-1a2b3c4d-0000-5e8a-9b4c-1f2e3d4c5b6a",
+                             "MIG-1a2b3c4d-1111-5e8a-9b4c-1f2e3d4c5b6a"]
         state.unsupported = frozenset({"nvmlDeviceGetUtilizationRates",
                                        "nvmlDeviceGetProcessUtilization"})
     elif name == "gpu_lost":
@@ -299,7 +338,8 @@ def nvmlDeviceGetEnforcedPowerLimit(handle: _Handle) -> int:
 
 
 def nvmlDeviceGetMaxClockInfo(handle: _Handle, clock: int) -> int:
-    return _device(handle, "nvmlDeviceGetMaxClockInfo").sm_max
+    gpu = _device(handle, "nvmlDeviceGetMaxClockInfo")
+    return gpu.memory_clock if clock == NVML_CLOCK_MEM else gpu.sm_max
 
 
 def nvmlDeviceGetMigMode(handle: _Handle) -> list[int]:
@@ -334,7 +374,8 @@ def nvmlDeviceGetUtilizationRates(handle: _Handle) -> SimpleNamespace:
     n = gpu.n["nvmlDeviceGetUtilizationRates"]
     if _state is not None and _state.lose == gpu.index and n >= 3:
         gpu.lost = True  # this answer is the last one: every later call raises GPU_IS_LOST
-    return SimpleNamespace(gpu=base_utilization(gpu.index) + n % 3, memory=30)
+    base = base_utilization(gpu.index) if gpu.util is None else gpu.util
+    return SimpleNamespace(gpu=min(100, base + n % 3), memory=30)
 
 
 def nvmlDeviceGetTemperature(handle: _Handle, sensor: int) -> int:
@@ -363,7 +404,7 @@ def nvmlDeviceGetFanSpeed(handle: _Handle) -> int:
 
 def nvmlDeviceGetClockInfo(handle: _Handle, clock: int) -> int:
     gpu = _device(handle, "nvmlDeviceGetClockInfo")
-    return gpu.sm_max - 100 * (gpu.index % 2)
+    return gpu.memory_clock if clock == NVML_CLOCK_MEM else gpu.sm_max - 100 * (gpu.index % 2)
 
 
 def nvmlDeviceGetCurrentClocksEventReasons(handle: _Handle) -> int:
@@ -401,3 +442,12 @@ def nvmlDeviceGetProcessUtilization(handle: _Handle, since_us: int) -> list[Simp
         _fail(NVML_ERROR_NOT_FOUND)  # NVML's answer when no sample is newer than since_us
     return [SimpleNamespace(pid=pid, timeStamp=now_us, smUtil=PROCESS_SM, memUtil=10, encUtil=0,
                             decUtil=0) for pid, _ in gpu.processes]
+
+
+# The efficiency readings, in their own module; imported last, as they use the helpers above.
+from tests.fakes_efficiency import *  # noqa: E402, F403
+from tests.fakes_efficiency import (  # noqa: E402
+    NCCL_HANG,
+    OPTIONAL,
+    TRAINING,
+)

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import TRACKLAB, run_tracklab, wait_until, write_script
-from tracklab.console_store import MAX_LINE, final_segment, tidy
+from tests.conftest import TRACKLAB, cli, run_tracklab, wait_until, write_script
+from tracklab.wrapper.console_store import MAX_LINE, final_segment, tidy
 
 
 def run_in_pty(args: list[str], rows: int = 31, cols: int = 101, timeout: float = 120
@@ -57,7 +57,7 @@ def run_in_pty(args: list[str], rows: int = 31, cols: int = 101, timeout: float 
 
 
 def console_rows(run_id: str) -> list[dict]:
-    from tracklab.console_read import console_lines
+    from tracklab.read.console import console_lines
 
     view = tracklab.open_run(run_id)
     try:
@@ -146,7 +146,7 @@ def test_stdout_and_stderr_to_one_terminal_keep_their_order(tmp_path: Path) -> N
     lines = [r["line"] for r in console_rows("tqdm")]
     # each line as it was left on screen (the erase-line code is kept, as colours are)
     assert lines == [f"\x1b[Kepoch {i} done" for i in range(200)] + ["[################### ] 199"]
-    res = run_tracklab("logs", "tqdm", "--stream", "stderr", "--tail", "1")
+    res = cli("logs", "tqdm", "--stream", "stderr", "--tail", "1")
     assert res.stdout == "[################### ] 199\n"
     assert "captured together" in res.stderr
 
@@ -178,7 +178,7 @@ for i in range(300):
     assert [r["line"] for r in rows if r["stream"] == "stdout"] == [f"out {i}" for i in range(300)]
     assert [r["line"] for r in rows if r["stream"] == "stderr"] == [f"err {i}" for i in range(300)]
     assert all(a["time"] <= b["time"] for a, b in itertools.pairwise(rows))
-    res = run_tracklab("logs", "both", "--stream", "stderr", "--tail", "2")
+    res = cli("logs", "both", "--stream", "stderr", "--tail", "2")
     assert res.stdout == "err 298\nerr 299\n"
 
 
@@ -253,16 +253,16 @@ sys.exit(3)
     for how, status in (("fail", "failed"), ("kill", "killed")):
         res = run_tracklab("run", "-q", "--run-id", how, "--", sys.executable, str(script), how)
         assert res.returncode in (3, 137)
-        data = json.loads(run_tracklab("show", how, "--json").stdout)
+        data = json.loads(cli("show", how, "--json").stdout)
         assert data["info"]["status"] == status
         last = [r["line"] for r in data["last_lines"]]
         assert last == [f"step {i}" for i in range(21, 40)] + ["fatal: out of patience"]
-        text = run_tracklab("show", how).stdout
+        text = cli("show", how).stdout
         assert "last 20 lines of output" in text and "fatal: out of patience" in text
         assert "step 21" in text and "step 20\n" not in text
     ok = run_tracklab("run", "-q", "--run-id", "ok", "--", sys.executable, "-c", "print('fine')")
     assert ok.returncode == 0
-    assert json.loads(run_tracklab("show", "ok", "--json").stdout)["last_lines"] == []
+    assert json.loads(cli("show", "ok", "--json").stdout)["last_lines"] == []
 
 
 def test_logs_follow_prints_new_lines_within_a_second(tmp_path: Path) -> None:
@@ -374,7 +374,7 @@ def test_no_capture_leaves_the_streams_to_the_child(tmp_path: Path) -> None:
     assert res.returncode == 0 and res.stdout == "hi\nFalse\n"
     assert console_rows("raw") == []
     assert tracklab.open_run("raw").info["summary"]["console"] == {"captured": False}
-    logs = run_tracklab("logs", "raw")
+    logs = cli("logs", "raw")
     assert logs.returncode == 0 and logs.stdout == ""
     assert logs.stderr == ("note: run raw's output was not captured (it ran with --no-capture "
                            "or --capture-limit 0)\n")
@@ -384,7 +384,7 @@ def test_no_capture_leaves_the_streams_to_the_child(tmp_path: Path) -> None:
     try:
         wait_until(lambda: any(r["id"] == "live" for r in tracklab.list_runs()),
                    "the live run to be recorded")
-        logs = run_tracklab("logs", "live", "--follow", timeout=20)
+        logs = cli("logs", "live", "--follow", timeout=20)
         assert logs.returncode == 0 and "output was not captured" in logs.stderr
     finally:
         live.kill()
@@ -399,7 +399,7 @@ def test_a_stuck_store_drops_captured_lines_never_the_output(tmp_path: Path,
     the lines that did not fit in the queue are counted, and a marker shows where they were."""
     harness = write_script(tmp_path, """
 import sqlite3, subprocess, sys, time
-import tracklab.capture as capture
+import tracklab.wrapper.capture as capture
 from tracklab.store import open_shard
 
 capture.QUEUE_BYTES = 256 * 1024
@@ -464,7 +464,7 @@ w.flush()
     assert lines[:4] == ["first", "100%", "win", "half a line"]
     assert [len(x) for x in lines[4:-1]] == [65536, 65536, 150_000 - 2 * 65536]
     assert lines[-1] == "last"
-    assert run_tracklab("logs", "chunks", "--tail", "2").stdout.splitlines() == \
+    assert cli("logs", "chunks", "--tail", "2").stdout.splitlines() == \
         ["Z" * (150_000 - 2 * 65536), "last"]
     info = tracklab.open_run("chunks").info["summary"]["console"]
     assert info["lines"] == len(lines) == 8 and info["trimmed"] == 0
@@ -472,9 +472,9 @@ w.flush()
 
 def test_follow_of_a_finished_run_prints_and_returns() -> None:
     run_tracklab("run", "-q", "--run-id", "done", "--", sys.executable, "-c", "print('a')")
-    res = run_tracklab("logs", "done", "-f", timeout=30)
+    res = cli("logs", "done", "-f", timeout=30)
     assert res.returncode == 0 and res.stdout == "a\n"
-    assert run_tracklab("logs", "nope").returncode == 1
+    assert cli("logs", "nope").returncode == 1
 
 
 def test_sigwinch_updates_the_childs_terminal_size(tmp_path: Path) -> None:

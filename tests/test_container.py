@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests import fakes
-from tests.conftest import run_tracklab, write_script
+from tests.conftest import cli, run_tracklab, write_script
 from tests.test_cgroup import V1_OOM_CONTROL, V1_UNLIMITED, V2_EVENTS, record
 from tests.test_energy import powercap
 from tracklab.collectors import SystemCollectors
@@ -270,14 +270,14 @@ def test_carbon_intensity_end_to_end_with_fake_gpus(tmp_path: Path, isolated_env
     assert peaks["process_rss_peak"] > 50 * 2**20
     assert [g["id"] for g in peaks["gpus"]] == [0, 1] and peaks["gpu_memory_peak"] is not None
 
-    shown = run_tracklab("show", "latest", "--json", timeout=60)
+    shown = cli("show", "latest", "--json", timeout=60)
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["energy"]["co2_g"] == e["co2_g"]
     assert isinstance(data["diagnosis"], list) and data["resources"]["gpus"] == [0, 1]
-    text = run_tracklab("show", "latest", env={**os.environ, "COLUMNS": "200"}, timeout=60)
+    text = cli("show", "latest", env={**os.environ, "COLUMNS": "200"}, timeout=60)
     assert "g CO2e at 400 g/kWh" in text.stdout and "Diagnosis" in text.stdout
-    listed = run_tracklab("ls", env={**os.environ, "COLUMNS": "250"}, timeout=60)
+    listed = cli("ls", env={**os.environ, "COLUMNS": "250"}, timeout=60)
     assert "peak RSS" in listed.stdout and "energy" in listed.stdout
 
 
@@ -307,3 +307,27 @@ def test_sdk_standalone_run_stores_peaks(isolated_env: Path) -> None:
     peaks = stored_summary(isolated_env)["peaks"]
     assert peaks["process_rss_peak"] > 0 and peaks["process_count_peak"] == 1
     assert "energy" in peaks and "container_memory_percent_peak" in peaks
+
+
+def test_ls_and_show_give_one_runs_headline_figures_alike(tmp_path: Path,
+                                                          isolated_env: Path) -> None:
+    script = write_script(tmp_path, CHILD)
+    env = {**os.environ, "TRACKLAB_NVML_MODULE": "tests.fakes", "TRACKLAB_FAKE_NVML": "two_gpus"}
+    r = run_tracklab("run", "-q", "--interval", "0.2", "--", "python", str(script), env=env,
+                     timeout=120)
+    assert r.returncode == 0, r.stderr
+    listed = cli("ls", "--json", timeout=60)
+    shown = cli("show", "latest", "--json", timeout=60)
+    assert listed.returncode == 0 and shown.returncode == 0, listed.stderr + shown.stderr
+    ls_peaks = json.loads(listed.stdout.splitlines()[0])["summary"]["peaks"]
+    show = json.loads(shown.stdout)
+    rows = {row["path"]: row for row in show["system"]}
+    for key, path in [("cpu_peak", "cpu.overall"), ("process_rss_peak", "process.rss")]:
+        assert ls_peaks[key] is not None
+        assert ls_peaks[key] == show["peaks"][key] == rows[path]["max"], key
+    gpu_rows = {(g["id"], row["path"].split(".", 2)[2]): row["max"]
+                for g in show["gpus"] for row in g["rows"]}
+    # the run's own GPU memory where its processes' use is known, as show's "used by the run" row
+    field = {"run": "treeMemory", "gpu": "memory.used"}[ls_peaks["gpu_memory_peak_of"]]
+    assert ls_peaks["gpu_memory_peak"] == show["peaks"]["gpu_memory_peak"] == max(
+        gpu_rows[(g, field)] for g in (0, 1))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import run_tracklab, write_script
-from tracklab.context import code_state, package_versions, python_info
-from tracklab.plain import to_plain
+from tests.conftest import cli, run_tracklab, write_script
+from tracklab.sampling.machine import code_state, package_versions, python_info
+from tracklab.sdk.plain import to_plain
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -72,7 +72,7 @@ def test_code_state_without_git_or_commits(tmp_path: Path,
 
 
 def test_package_versions_read_metadata_without_importing() -> None:
-    code = ("import sys; from tracklab.context import package_versions; "
+    code = ("import sys; from tracklab.sampling.machine import package_versions; "
             "v = package_versions(['numpy', 'pytest', 'no-such-package-xyz']); "
             "print(v['numpy'] is not None, v['pytest'] is not None, v['no-such-package-xyz'], "
             "'numpy' in sys.modules)")
@@ -113,7 +113,7 @@ def test_wrapper_records_code_python_packages(repo: Path, monkeypatch: pytest.Mo
                                     "no-such-package-xyz"}
     assert ctx["packages"]["pytest"] == pytest.__version__
     # words, not lines: the table wraps a long interpreter path at the terminal's width
-    text = " ".join(run_tracklab("show", "ctx").stdout.split())
+    text = " ".join(cli("show", "ctx").stdout.split())
     assert ctx["code"]["commit"][:12] in text and "on main, dirty" in text
     assert f"pytest {pytest.__version__}" in text
 
@@ -153,7 +153,7 @@ def test_config_kinds_are_stored_plain() -> None:
     cfg = tracklab.open_run(run.id).info["config"]
     assert cfg["optim"] == {"lr": 3e-4, "betas": [0.9, 0.999]}
     assert cfg["epochs"] == 5 and cfg["lr"] == 0.1 and cfg["extra"] == {"nested": {"deep": True}}
-    text = run_tracklab("show", run.id).stdout
+    text = cli("show", run.id).stdout
     assert "optim.lr=0.0003" in text and "extra.nested.deep=True" in text
 
 
@@ -179,9 +179,9 @@ run.finish()
     info = tracklab.open_run("sum").info
     assert info["summary"]["user"] == {"best_acc": 0.93, "loss": 0.01}
     assert "peaks" in info["summary"] and info["summary"]["console"]["captured"]
-    data = json.loads(run_tracklab("show", "sum", "--json").stdout)
+    data = json.loads(cli("show", "sum", "--json").stdout)
     assert data["summary"] == {"acc": 0.4, "loss": 0.01, "best_acc": 0.93}  # user's wins
-    text = run_tracklab("show", "sum").stdout
+    text = cli("show", "sum").stdout
     assert "best_acc=0.93" in text and "lr=0.1" in text
 
 
@@ -218,17 +218,17 @@ def test_tags_and_notes() -> None:
     res = run_tracklab("run", "-q", "--run-id", "tagged", "--tag", "baseline", "--notes",
                        "first try", "--", sys.executable, "-c", "pass")
     assert res.returncode == 0
-    res = run_tracklab("tag", "tagged", "lr-sweep", "baseline", "best")
+    res = cli("tag", "tagged", "lr-sweep", "baseline", "best")
     assert res.returncode == 0 and res.stdout == "baseline, lr-sweep, best\n"
     assert [r["id"] for r in tracklab.list_runs(tag="lr-sweep")] == ["tagged"]
-    res = run_tracklab("tag", "tagged", "--remove", "baseline")
+    res = cli("tag", "tagged", "--remove", "baseline")
     assert res.stdout == "lr-sweep, best\n"
     assert tracklab.list_runs(tag="baseline") == []
-    assert "tagged" in run_tracklab("ls", "--tag", "best").stdout
-    text = run_tracklab("show", "tagged").stdout
+    assert "tagged" in cli("ls", "--tag", "best").stdout
+    text = cli("show", "tagged").stdout
     assert "first try" in text and "lr-sweep, best" in text
-    assert run_tracklab("tag", "no-such-run", "x").returncode == 1
-    assert run_tracklab("tag", "tagged", " ").returncode == 2
+    assert cli("tag", "no-such-run", "x").returncode == 1
+    assert cli("tag", "tagged", " ").returncode == 2
 
 
 def test_run_tags_are_checked_and_deduplicated_as_tag_does() -> None:
@@ -251,5 +251,5 @@ def test_ls_tag_matches_exactly() -> None:
     for tag, expect in (("ü n", ["umlaut"]), ('a"b', ["quote"]), ("100%", ["pct"]),
                         ("%", []), ("a_b", ["under"]), ("AXB", []), ("x", [])):
         assert [r["id"] for r in tracklab.list_runs(tag=tag)] == expect, tag
-    res = run_tracklab("ls", "--tag", "ü n", "--json")
+    res = cli("ls", "--tag", "ü n", "--json")
     assert [json.loads(line)["id"] for line in res.stdout.splitlines()] == ["umlaut"]

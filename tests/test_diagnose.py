@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tracklab import diagnose_data
-from tracklab.diagnose import diagnose
-from tracklab.diagnose_data import read_samples, resources, summarize_samples
+from tracklab.read import diagnose_data
+from tracklab.read.diagnose import diagnose
+from tracklab.read.diagnose_data import read_samples, resources, summarize_samples
 
 GiB = 2**30
 MiB = 2**20
@@ -342,7 +342,7 @@ def test_resources_name_the_bases_and_the_gpus_given() -> None:
 
 def store_run(store: Path, samples: list[dict[str, Any]], status: str = "finished") -> str:
     from tracklab import store as st
-    from tracklab.recorder import SampleRecorder
+    from tracklab.sampling.recorder import SampleRecorder
     from tracklab.store.codec import dumps_exact
 
     shard = st.open_shard(str(store), "n")
@@ -414,7 +414,7 @@ def test_show_says_nothing_to_report_for_a_healthy_run(isolated_env: Path) -> No
 
 def test_report_includes_the_diagnosis(isolated_env: Path) -> None:
     import tracklab
-    from tracklab.report import report_html
+    from tracklab.read.report import report_html
 
     store_run(isolated_env, series(waiting))
     view = tracklab.open_run("diag1")

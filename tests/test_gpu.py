@@ -25,7 +25,9 @@ NO_SUCH_PID = 2**22 + 1  # above Linux's largest pid_max, so never a live proces
 KEYS = {"id", "type", "name", "uuid", "pciBusId", "utilization", "memory", "temperature", "power",
         "powerLimit", "fanSpeed", "energy", "energySource", "clocks", "throttleReasons",
         "eccErrors", "pcieReplays", "visible", "processes", "treeMemory", "treeUtilization",
-        "attribution"}
+        "attribution", "memoryUtilization", "memoryTemperature", "pstate", "encoderUtilization",
+        "decoderUtilization", "pcie", "nvlink", "retiredPages", "remappedRows", "gpm",
+        "migDevices"}
 
 Opener = Callable[..., GpuCollector]
 
@@ -70,12 +72,22 @@ def check_types(gpu: dict[str, Any]) -> None:
     assert isinstance(gpu["name"], str)
     for key in ("uuid", "pciBusId"):
         assert gpu[key] is None or isinstance(gpu[key], str)
-    for key in ("utilization", "temperature", "power", "powerLimit", "fanSpeed", "energy"):
+    for key in ("utilization", "temperature", "power", "powerLimit", "fanSpeed", "energy",
+                "memoryUtilization", "memoryTemperature", "encoderUtilization",
+                "decoderUtilization"):
         assert gpu[key] is None or isinstance(gpu[key], float), key
     assert set(gpu["memory"]) == {"used", "total", "percentage"}
     assert gpu["memory"]["total"] is None or isinstance(gpu["memory"]["total"], int)
     assert gpu["energySource"] in (None, "counter", "power-integration")
-    assert set(gpu["clocks"]) == {"sm", "smMax"}
+    assert set(gpu["clocks"]) == {"sm", "smMax", "graphics", "memory", "memoryMax"}
+    assert gpu["pstate"] is None or 0 <= gpu["pstate"] <= 15
+    assert gpu["pcie"] is None or set(gpu["pcie"]) == {"txBytes", "rxBytes", "gen", "genMax",
+                                                       "width", "widthMax"}
+    assert gpu["nvlink"] is None or set(gpu["nvlink"]) == {
+        "links", "txBytes", "rxBytes", "crcErrors", "replayErrors", "recoveryErrors"}
+    assert gpu["gpm"] is None or set(gpu["gpm"]) == {
+        "smActive", "smOccupancy", "tensorActive", "dramActive", "fp16Active", "fp32Active",
+        "fp64Active"}
     assert gpu["throttleReasons"] is None or all(isinstance(r, str) for r in gpu["throttleReasons"])
     assert gpu["visible"] in (None, True, False)
     for p in gpu["processes"]:
@@ -103,7 +115,8 @@ def test_two_gpus_format_and_units(open_gpus: Opener) -> None:
         assert g["powerLimit"] == 400.0
         assert g["fanSpeed"] == 30.0 + i
         assert g["energy"] == 0.0 and g["energySource"] == "counter"
-        assert g["clocks"] == {"sm": 1410 - 100 * i, "smMax": 1410}
+        assert g["clocks"] == {"sm": 1410 - 100 * i, "smMax": 1410, "graphics": 1410 - 100 * i,
+                               "memory": 1593, "memoryMax": 1593}
         assert g["eccErrors"] == 0 and g["pcieReplays"] == i
         assert g["visible"] is None
         assert g["processes"] == [] and g["treeMemory"] is None and g["attribution"] is None
@@ -115,8 +128,10 @@ def test_static_fields_are_read_once(open_gpus: Opener) -> None:
     for _ in range(3):
         c.collect()
     for static in ("nvmlDeviceGetName", "nvmlDeviceGetUUID", "nvmlDeviceGetPciInfo",
-                   "nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetMaxClockInfo"):
+                   "nvmlDeviceGetEnforcedPowerLimit", "nvmlGpmQueryDeviceSupport",
+                   "nvmlDeviceGetMaxPcieLinkGeneration", "nvmlDeviceGetMaxPcieLinkWidth"):
         assert fakes.calls[static] == 2, static
+    assert fakes.calls["nvmlDeviceGetMaxClockInfo"] == 4  # SM and memory, per GPU
     assert fakes.calls["nvmlDeviceGetUtilizationRates"] == 6
 
 
@@ -203,7 +218,9 @@ def test_one_unreadable_field_does_not_cost_the_gpu(open_gpus: Opener,
     caplog.set_level(logging.DEBUG)
     first, second = c.collect()[0], c.collect()[0]
     for g in (first, second):
-        assert g["fanSpeed"] is None and g["clocks"] == {"sm": None, "smMax": 1410}
+        assert g["fanSpeed"] is None and g["clocks"] == {"sm": None, "smMax": 1410,
+                                                        "graphics": None, "memory": None,
+                                                        "memoryMax": 1593}
         assert g["throttleReasons"] == []  # from the older ...ThrottleReasons getter
         assert g["utilization"] is not None
     logged = [r.getMessage() for r in caplog.records]

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +20,12 @@ import pytest
 
 import tracklab
 from tests import fakes
-from tracklab import monitoring
+from tests.conftest import wait_until
 from tracklab.errors import TracklabWarning
+from tracklab.sdk import system_monitor as monitoring
 
 FULL = {"nodeId", "timestamp", "cpu", "memory", "disk", "network", "accelerators"}
 GIB = 1024**3
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll ``cond`` until it is truthy (the machine is shared: never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 def stored(run_id: str) -> list[dict[str, Any]]:
@@ -105,7 +96,7 @@ def test_start_and_stop_are_idempotent_and_stop_is_prompt() -> None:
     mon.start()
     mon.start()
     assert len(context_threads()) == 1
-    assert wait_for(lambda: mon.sampler.count >= 1)
+    assert wait_until(lambda: mon.sampler.count >= 1)
     t0 = time.monotonic()
     mon.stop()
     assert time.monotonic() - t0 < 1.0  # the 30 s wait is interrupted, not sat out
@@ -113,7 +104,7 @@ def test_start_and_stop_are_idempotent_and_stop_is_prompt() -> None:
     assert not mon.running and context_threads() == []
     assert len(stored("r")) == 2  # one at start, one at stop
     mon.start()  # a stopped monitor starts again
-    assert wait_for(lambda: len(stored("r")) >= 3)
+    assert wait_until(lambda: len(stored("r")) >= 3)
     mon.stop()
 
 
@@ -157,7 +148,7 @@ def test_callbacks_receive_every_snapshot_in_the_document_format() -> None:
     mon = tracklab.get_run_system_monitor("r", collect_interval=0.05)
     mon.add_callback(seen.append)
     mon.start()
-    assert wait_for(lambda: len(seen) >= 3)
+    assert wait_until(lambda: len(seen) >= 3)
     mon.stop()
     assert len(seen) == mon.sampler.count == len(stored("r"))
     for snap in seen:
@@ -182,12 +173,12 @@ def test_a_raising_callback_is_logged_once_and_nothing_stops(
     mon.add_callback(good)
     with caplog.at_level(logging.WARNING, logger="tracklab"):
         mon.start()
-        assert wait_for(lambda: calls["good"] >= 3)
+        assert wait_until(lambda: calls["good"] >= 3)
         mon.stop()
     assert calls["bad"] == calls["good"] == mon.sampler.count
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
-    assert warnings[0].name == "tracklab.monitoring" and "bad" in warnings[0].getMessage()
+    assert warnings[0].name == "tracklab.sdk.system_monitor" and "bad" in warnings[0].getMessage()
     assert warnings[0].exc_info and warnings[0].exc_info[0] is IndexError
 
 
@@ -414,7 +405,7 @@ def test_monitor_gpu_usage_summarizes_the_span(two_gpus: None) -> None:
     gpu = tracklab.monitor_gpu("r")
     with gpu.monitor_gpu_usage(gpu_id=1, interval=0.05) as usage:
         assert usage.end is None
-        wait_for(lambda: usage.samples >= 3)
+        wait_until(lambda: usage.samples >= 3)
     assert gpu.last_usage is usage
     assert usage.end is not None and usage.duration == pytest.approx(usage.end - usage.start)
     assert usage.samples >= 3 and list(usage.gpus) == [1]
@@ -495,7 +486,7 @@ def test_monitor_hardware_records_entry_and_exit_and_stops_at_once() -> None:
 
 def test_monitor_hardware_samples_in_the_background() -> None:
     with tracklab.monitor_hardware("r").monitor_hardware(log_interval=0.05) as span:
-        assert wait_for(lambda: span.samples >= 4)
+        assert wait_until(lambda: span.samples >= 4)
     assert len(stored("r")) == span.samples
 
 
@@ -621,7 +612,7 @@ def test_periodic_samples_count_at_once_and_their_statistics_are_whole_at_close(
     a reader of a live run counts every sample, and a closed recorder leaves statistics that
     cover every sample."""
     from tracklab import store as st
-    from tracklab.recorder import SampleRecorder
+    from tracklab.sampling.recorder import SampleRecorder
     from tracklab.store.codec import dumps_exact
 
     shard = st.open_shard(str(isolated_env), "n")
@@ -652,7 +643,7 @@ def test_a_monitor_started_again_after_cleanup_reads_gpus_and_is_stopped_at_exit
     mon.stop()
     tracklab.cleanup_run_monitor("r")
     mon.start()
-    assert wait_for(lambda: mon.sampler.count >= 2)
+    assert wait_until(lambda: mon.sampler.count >= 2)
     assert len(mon.get_current_metrics()["accelerators"]) == 2
     assert mon.get_system_info()["gpu_count"] == 2
     monitoring._at_exit()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import tracklab
-from tests.conftest import TRACKLAB, run_tracklab, wait_until, write_script
+from tests.conftest import TRACKLAB, cli, run_tracklab, wait_until, write_script
 
 RANKS_CHILD = r'''
 import os, subprocess, sys, time
@@ -135,7 +135,7 @@ def test_four_nodes_one_run(tmp_path: Path, isolated_env: Path) -> None:
         assert r.returncode == 0, r.stderr
     check_merged(isolated_env, 4)
 
-    shown = run_tracklab("show", "shared", "--json")
+    shown = cli("show", "shared", "--json")
     assert shown.returncode == 0, shown.stderr
     fleet = json.loads(shown.stdout)["fleet"]
     assert [n["node"] for n in fleet["nodes"]] == ["node0", "node1", "node2", "node3"]
@@ -154,7 +154,7 @@ def test_four_nodes_one_run(tmp_path: Path, isolated_env: Path) -> None:
     assert summary["steps_per_s"]["min_node"] == "node3"
     assert summary["cpu_mean"]["nodes"] == 4
 
-    shown = run_tracklab("show", "shared", env={**os.environ, "COLUMNS": "160"})
+    shown = cli("show", "shared", env={**os.environ, "COLUMNS": "160"})
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
     assert "Nodes (4)" in out and "Fleet (over nodes)" in out
@@ -167,9 +167,9 @@ def test_four_nodes_one_run(tmp_path: Path, isolated_env: Path) -> None:
 def test_one_node_run_has_no_fleet(tmp_path: Path) -> None:
     results = launch_nodes(tmp_path, nodes=1, seconds=0.5)
     assert results[0].returncode == 0, results[0].stderr
-    shown = run_tracklab("show", "shared", "--json")
+    shown = cli("show", "shared", "--json")
     assert json.loads(shown.stdout)["fleet"] is None
-    assert "Nodes (" not in run_tracklab("show", "shared").stdout
+    assert "Nodes (" not in cli("show", "shared").stdout
 
 
 def test_clock_offsets_line_shards_up(tmp_path: Path, isolated_env: Path) -> None:
@@ -214,14 +214,14 @@ def test_clock_offsets_line_shards_up(tmp_path: Path, isolated_env: Path) -> Non
         assert {s["nodeId"] for s in view.samples(since=newest_node0 + 60)} == {"node1"}
     finally:
         view.close()
-    shown = json.loads(run_tracklab("show", "shared", "--json").stdout)["fleet"]
+    shown = json.loads(cli("show", "shared", "--json").stdout)["fleet"]
     assert shown["clock_offsets"] is True
-    text = run_tracklab("show", "shared", env={**os.environ, "COLUMNS": "160"}).stdout
+    text = cli("show", "shared", env={**os.environ, "COLUMNS": "160"}).stdout
     assert "clock" in text and "+3600" in text
 
 
 def test_measure_clock_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tracklab import fleet
+    from tracklab.read import fleet
 
     assert fleet.measure_clock_offset(str(tmp_path)) == 0.0  # one host: no skew to see
     assert list(tmp_path.iterdir()) == []  # the probe file is gone
@@ -269,7 +269,7 @@ def test_scheduler_variables_share_the_run(tmp_path: Path, isolated_env: Path) -
 
 def test_torchrun_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     from tracklab import _env
-    from tracklab.runner import derive_run_id
+    from tracklab.wrapper.runner import derive_run_id
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "abc")
     monkeypatch.setenv("GROUP_RANK", "3")
@@ -293,7 +293,7 @@ def test_acceptance_sixteen_nodes_sixty_seconds(tmp_path: Path, isolated_env: Pa
     for r in results:
         assert r.returncode == 0, r.stderr
     check_merged(isolated_env, 16)
-    shown = run_tracklab("show", "shared", env={**os.environ, "COLUMNS": "160"})
+    shown = cli("show", "shared", env={**os.environ, "COLUMNS": "160"})
     assert shown.returncode == 0, shown.stderr
     assert "Nodes (16)" in shown.stdout
     for k in range(16):

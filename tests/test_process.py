@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.conftest import wait_until
 from tracklab.collectors import _tree, process
 from tracklab.collectors._tree import ParentMap, walk_children_files, walk_psutil
 from tracklab.collectors.process import ProcessTreeCollector
@@ -61,13 +62,6 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
             except psutil.NoSuchProcess:
                 pass
         p.wait(timeout=10)  # grandchildren are reaped by whoever adopts them
-
-
-def wait_for(pred: Any, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
 
 
 def tree_size(pid: int) -> int:
@@ -221,7 +215,7 @@ def test_root_gone_is_none(procs: list[subprocess.Popen[bytes]]) -> None:
 def test_unreaped_root_counts_as_gone(procs: list[subprocess.Popen[bytes]]) -> None:
     root = spawn("pass")
     procs.append(root)
-    wait_for(lambda: psutil.Process(root.pid).status() == psutil.STATUS_ZOMBIE)
+    wait_until(lambda: psutil.Process(root.pid).status() == psutil.STATUS_ZOMBIE)
     assert ProcessTreeCollector(root.pid).collect() is None
 
 
@@ -242,7 +236,7 @@ def test_psutil_path_matches_proc_path(procs: list[subprocess.Popen[bytes]]) -> 
     # what systems without /proc get: psutil walks and reads inside oneshot()
     root = spawn("import subprocess, time\nsubprocess.Popen(['sleep', '60'])\ntime.sleep(60)")
     procs.append(root)
-    wait_for(lambda: tree_size(root.pid) == 2)
+    wait_until(lambda: tree_size(root.pid) == 2)
     fast = ProcessTreeCollector(root.pid)
     slow = ProcessTreeCollector(root.pid)
     slow._linux = False
@@ -258,7 +252,7 @@ def test_many_threads_switch_to_parent_map(procs: list[subprocess.Popen[bytes]])
                  "for _ in range(80): threading.Thread(target=time.sleep, args=(60,)).start()\n"
                  "subprocess.Popen(['sleep', '60'])\ntime.sleep(60)")
     procs.append(root)
-    wait_for(lambda: tree_size(root.pid) == 2 and psutil.Process(root.pid).num_threads() > 80)
+    wait_until(lambda: tree_size(root.pid) == 2 and psutil.Process(root.pid).num_threads() > 80)
     collector = ProcessTreeCollector(root.pid)
     snap = collector.collect()
     assert collector._parents is not None  # 80 children files would be read per sample
@@ -269,7 +263,7 @@ def test_walks_agree_on_this_machine(procs: list[subprocess.Popen[bytes]]) -> No
     root = spawn("import subprocess, time\n"
                  "subprocess.Popen(['sh', '-c', 'sleep 60 & sleep 60'])\ntime.sleep(60)")
     procs.append(root)
-    wait_for(lambda: tree_size(root.pid) == 4)
+    wait_until(lambda: tree_size(root.pid) == 4)
     expected = sorted(walk_psutil(root.pid))
     assert len(expected) == 4 and sorted(ParentMap().descendants(root.pid)) == expected
     if os.path.exists(f"/proc/{root.pid}/task/{root.pid}/children"):
@@ -372,8 +366,8 @@ def test_tracklabs_own_helper_commands_are_not_part_of_the_tree() -> None:
     short commands (git, a package probe): those are left out; a child of the user's is not."""
     import threading
 
-    from tracklab import context
-    from tracklab.collectors import HELPER_PIDS
+    from tracklab.collectors._tree import HELPER_PIDS
+    from tracklab.sampling import machine as context
 
     c = process.ProcessTreeCollector()
     sleeper = [sys.executable, "-c", "import time; time.sleep(3)"]

@@ -24,7 +24,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TRACKLAB, write_script
+from tests.conftest import TRACKLAB, wait_until, write_script
+
+NOT_UP = (OSError, ValueError, KeyError)  # a server not up yet, or not yet scraped
 
 GPU_ENV = {"TRACKLAB_NVML_MODULE": "tests.fakes", "TRACKLAB_FAKE_NVML": "two_gpus"}
 DASHBOARD = Path(__file__).resolve().parent.parent / "tracklab" / "grafana" / \
@@ -50,21 +52,6 @@ def scrape(url: str, timeout: float = 5.0) -> dict[str, list[Any]]:
     return out
 
 
-def poll(fn: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
-    """Call ``fn`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            got = fn()
-            if got:
-                return got
-        except (OSError, ValueError, KeyError) as exc:  # not up yet
-            last_exc = exc
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_exc})")
-
-
 def snapshot(node: str = "n1") -> dict[str, Any]:
     gpu = {"id": 0, "type": "gpu", "name": "Fake A100", "uuid": "GPU-0", "utilization": 51.0,
            "memory": {"used": 17179869184, "total": 42949672960, "percentage": 40.0},
@@ -84,7 +71,7 @@ def snapshot(node: str = "n1") -> dict[str, Any]:
 @pytest.fixture
 def exporter() -> Iterator[Any]:
     pytest.importorskip("prometheus_client")
-    from tracklab.prometheus import PrometheusExporter
+    from tracklab.sampling.prometheus import PrometheusExporter
 
     made: list[Any] = []
 
@@ -147,7 +134,7 @@ def test_training_metrics_from_the_store(exporter: Any, monkeypatch: pytest.Monk
     run.log({"bad": math.nan})
     run.finish()
     view = tracklab.open_run(run.id)
-    (shard, row), = view._parts
+    (shard, row), = view.parts
     where = (shard.path, row["num"])
     view.close()
     e = exporter(run_id=run.id, store=lambda: where)
@@ -162,7 +149,7 @@ def test_training_metrics_from_the_store(exporter: Any, monkeypatch: pytest.Monk
 def test_close_releases_the_port_and_from_env(exporter: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from tracklab.errors import TracklabWarning
-    from tracklab.prometheus import PrometheusExporter, from_env
+    from tracklab.sampling.prometheus import PrometheusExporter, from_env
 
     e = exporter()
     port = e.port
@@ -251,7 +238,8 @@ def test_wrapper_serves_metrics(wrapper: Callable[..., tuple[int, str]]) -> None
         got = scrape(url)
         return got if "tracklab_metric" in got and "tracklab_gpu_power_watts" in got else None
 
-    got = poll(ready, 60, "the wrapper's GPU and training series")
+    got = wait_until(ready, "the wrapper's GPU and training series", 60, every=0.25,
+                     ignore=NOT_UP)
     labels = {"run_id": "prom-run", "node": "node7", "project": "promproj"}
     assert sorted(s.labels["gpu"] for s in got["tracklab_gpu_utilization_percent"]) == ["0", "1"]
     for s in got["tracklab_gpu_utilization_percent"] + got["tracklab_cpu_usage_percent"]:
@@ -273,7 +261,8 @@ def test_real_prometheus_scrapes_the_wrapper(tmp_path: Path,
     if binary is None:
         pytest.skip("the Prometheus server is not installed (apt-get install prometheus)")
     port, url = wrapper()
-    poll(lambda: "tracklab_cpu_usage_percent" in scrape(url), 60, "the wrapper's endpoint")
+    wait_until(lambda: "tracklab_cpu_usage_percent" in scrape(url), "the wrapper's endpoint", 60,
+               every=0.25, ignore=NOT_UP)
     prom_port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -300,17 +289,19 @@ def test_real_prometheus_scrapes_the_wrapper(tmp_path: Path,
             got = query('tracklab_gpu_utilization_percent{run_id="prom-run"}')
             return got if len(got) == 2 else None
 
-        series = poll(gpus, 90, "Prometheus to scrape the run's GPU series", every=0.5)
+        series = wait_until(gpus, "Prometheus to scrape the run's GPU series", 90, every=0.5,
+                            ignore=NOT_UP)
         assert sorted(s["metric"]["gpu"] for s in series) == ["0", "1"]
         for s in series:
             m = s["metric"]
             assert (m["node"], m["project"], m["job"]) == ("node7", "promproj", "tracklab")
             assert 0 <= float(s["value"][1]) <= 100
-        cpu = poll(lambda: query('tracklab_cpu_usage_percent{run_id="prom-run",node="node7"}'),
-                   30, "the CPU series")
+        cpu = wait_until(
+            lambda: query('tracklab_cpu_usage_percent{run_id="prom-run",node="node7"}'),
+            "the CPU series", 30, every=0.25, ignore=NOT_UP)
         assert len(cpu) == 1
-        poll(lambda: query('tracklab_metric{run_id="prom-run",key="loss",rank="0"}'), 30,
-             "the training metric series")
+        wait_until(lambda: query('tracklab_metric{run_id="prom-run",key="loss",rank="0"}'),
+                   "the training metric series", 30, every=0.25, ignore=NOT_UP)
         # every query of the shipped Grafana dashboard is valid PromQL for this server
         for expr in dashboard_queries():
             query(expr)
@@ -341,7 +332,7 @@ def test_dashboard_uses_exported_metrics() -> None:
     """The shipped dashboard parses and names only series the exporter serves."""
     import re
 
-    from tracklab.prometheus import GPU_GAUGES, SYSTEM_GAUGES
+    from tracklab.sampling.prometheus import GPU_GAUGES, SYSTEM_GAUGES
 
     served = {n for n, *_ in SYSTEM_GAUGES + GPU_GAUGES} | {
         "tracklab_sample_timestamp_seconds", "tracklab_gpu_info", "tracklab_metric",

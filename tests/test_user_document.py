@@ -468,9 +468,9 @@ def check_troubleshooting_2(r: Result) -> None:
 
 
 def check_debug(r: Result) -> None:
-    assert "DEBUG:tracklab.monitoring:monitor for run my-run" in r.stderr
-    assert "DEBUG:tracklab.sampler:sample 1 taken" in r.stderr
-    assert "DEBUG:tracklab.recorder:sample written" in r.stderr
+    assert "DEBUG:tracklab.sdk.system_monitor:monitor for run my-run" in r.stderr
+    assert "DEBUG:tracklab.sampling.sampler:sample 1 taken" in r.stderr
+    assert "DEBUG:tracklab.sampling.recorder:sample written" in r.stderr
     assert len(full_samples(r.samples("my-run"))) == 2
 
 

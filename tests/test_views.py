@@ -27,11 +27,12 @@ from typer.testing import CliRunner
 
 import tracklab
 from tests.conftest import ROOT, TRACKLAB, run_tracklab, wait_until, write_script
-from tracklab import report, views
-from tracklab.export import EXPORT_FIELDS
+from tracklab.read import report
+from tracklab.read import trends as views
+from tracklab.read.export import EXPORT_FIELDS
 from tracklab.store import series
 from tracklab_cli.app import app
-from tracklab_cli.render_views import sparkline
+from tracklab_cli.render.text import sparkline
 
 CHILD = """
 import math, sys, time, tracklab
@@ -162,7 +163,7 @@ def test_metric_points_keep_exact_values_and_end_at_the_last_one(at_recorded: di
 def _build_day_run(store: Path) -> str:
     """86,400 samples a second apart (direct inserts: building them through the recorder would
     take minutes) and 1,000,000 training points logged through the SDK (100 keys x 10,000)."""
-    from tracklab.recorder import SampleRecorder
+    from tracklab.sampling.recorder import SampleRecorder
     from tracklab.store import Shard
     from tracklab.store.codec import dumps_exact, encode_sample, flatten
 
@@ -211,12 +212,12 @@ def _vm_steps(view: Any, fn: Any) -> int:
         count[0] += 1
         return 0
 
-    for shard, _ in view._parts:
+    for shard, _ in view.parts:
         shard.conn.set_progress_handler(tick, 1000)
     try:
         fn()
     finally:
-        for shard, _ in view._parts:
+        for shard, _ in view.parts:
             shard.conn.set_progress_handler(None, 0)
     return count[0]
 
@@ -224,7 +225,7 @@ def _vm_steps(view: Any, fn: Any) -> int:
 @pytest.mark.slow
 def test_views_of_a_day_long_run_read_a_bounded_number_of_rows(at_recorded: dict,
                                                                tmp_path: Path) -> None:
-    from tracklab.summary import summarize
+    from tracklab.read.show import summarize
 
     big = _build_day_run(tmp_path / "big")
     small = tracklab.open_run(at_recorded["a"], str(at_recorded["store"]))
@@ -242,7 +243,7 @@ def test_views_of_a_day_long_run_read_a_bounded_number_of_rows(at_recorded: dict
             figures[name] = (steps_big, steps_small, time.perf_counter() - t0)
             # a full scan of the samples alone would be thousands of steps; seeks are tens
             assert steps_big < 300, (name, figures)
-        shard, row = view._parts[0]
+        shard, row = view.parts[0]
         scan = _vm_steps(view, lambda: sum(1 for _ in shard.samples(row["num"])))
         assert scan > 10 * max(s for s, _, _ in figures.values()), (scan, figures)
         data = summarize(view)
@@ -450,13 +451,13 @@ def test_report_includes_the_diagnosis(at_recorded: dict,
 
     view = tracklab.open_run(at_recorded["a"])
     try:
-        if importlib.util.find_spec("tracklab.diagnose") is None:  # before issue 6: omitted
+        if importlib.util.find_spec("tracklab.read.diagnose") is None:  # before omitted
             assert 'id="diagnosis"' not in report.report_html(view)
-            fake = types.ModuleType("tracklab.diagnose")
+            fake = types.ModuleType("tracklab.read.diagnose")
             fake.diagnose = findings  # type: ignore[attr-defined]
-            monkeypatch.setitem(sys.modules, "tracklab.diagnose", fake)
+            monkeypatch.setitem(sys.modules, "tracklab.read.diagnose", fake)
         else:
-            real = importlib.import_module("tracklab.diagnose")
+            real = importlib.import_module("tracklab.read.diagnose")
             assert 'id="diagnosis"' in report.report_html(view)  # the real rules ran
             monkeypatch.setattr(real, "diagnose", findings)
         html = report.report_html(view)
@@ -695,7 +696,7 @@ def test_ls_filters_by_age_and_sorts(at_recorded: dict) -> None:
 
 
 def test_parse_since() -> None:
-    from tracklab_cli.views import parse_since
+    from tracklab_cli.commands.views import parse_since
 
     assert parse_since("90s", now=1000.0) == 910.0
     assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
@@ -740,8 +741,8 @@ def test_views_of_an_int_beyond_float_range(store_dir: Path, tmp_path: Path) -> 
 
 
 def test_sql_lives_only_in_the_store() -> None:
-    for path in ("tracklab/views.py", "tracklab/report.py", "tracklab_cli/views.py",
-                 "tracklab_cli/render_views.py"):
+    for path in ("tracklab/read/trends.py", "tracklab/read/report.py", "tracklab_cli/commands/views.py",
+                 "tracklab_cli/render/views.py"):
         text = (ROOT / path).read_text()
         for word in ("SELECT ", "INSERT ", "DELETE FROM", "UPDATE "):
             assert word not in text, (path, word)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tracklab import sdk, writer
 from tracklab.errors import TracklabWarning
-from tracklab.pointqueue import HEADER, SEGMENT_BYTES, PointQueue
+from tracklab.sdk import run as sdk
+from tracklab.sdk import writer
+from tracklab.sdk.pointqueue import HEADER, SEGMENT_BYTES, PointQueue
 from tracklab.store.shard import ROWS_PER_INSERT
 
 

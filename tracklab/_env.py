@@ -42,8 +42,12 @@ def hostname() -> str:
 
 
 def disabled() -> bool:
-    """True when ``TRACKLAB_MODE=disabled``: every SDK call is a no-op."""
-    return os.environ.get(ENV_MODE, "").strip().lower() in ("disabled", "off", "0")
+    """True when ``TRACKLAB_MODE=disabled``: every SDK call is a no-op. ``WANDB_MODE=disabled``
+    counts too (a script run as ``import tracklab as wandb``), unless ``TRACKLAB_MODE`` is set."""
+    mode = os.environ.get(ENV_MODE)
+    if mode is None or not mode.strip():
+        mode = os.environ.get("WANDB_MODE", "")
+    return mode.strip().lower() in ("disabled", "off", "0")
 
 
 def rank_env() -> tuple[int | None, int | None]:

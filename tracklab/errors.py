@@ -1,7 +1,8 @@
 """One exception tree for tracklab, plus the warning category the SDK uses.
 
 Public exceptions carry their fields (run reference, path, candidates) so callers can act on them
-without parsing messages.
+without parsing messages, and survive pickling with them (they cross DataLoader workers and
+process pools): each one whose constructor takes its fields rebuilds itself from them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ class RunNotFound(TracklabError):
         self.store = store
         super().__init__(f"no run matches {ref!r} in {store}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.ref, self.store)
+
 
 class AmbiguousRun(TracklabError):
     """A reference matches more than one run; ``candidates`` lists their ids."""
@@ -35,6 +39,9 @@ class AmbiguousRun(TracklabError):
         shown = ", ".join(candidates[:10]) + (" ..." if len(candidates) > 10 else "")
         super().__init__(f"{ref!r} matches {len(candidates)} runs: {shown}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, list[str]]]:
+        return type(self), (self.ref, self.candidates)
+
 
 class StoreError(TracklabError):
     """The run store cannot be created, opened or read (corrupt file, permissions, disk full)."""
@@ -45,6 +52,9 @@ class StoreError(TracklabError):
         self.path = path
         self.reason = reason
         super().__init__(f"run store {path}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.path, self.reason)
 
 
 class UsageError(TracklabError):
@@ -63,6 +73,9 @@ class MissingExtra(TracklabError):
         self.extra = extra
         self.hint = f"pip install 'tracklab[{extra}]'"
         super().__init__(f"{package} is not installed; install it with: {self.hint}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.package, self.extra)
 
 
 class TracklabWarning(UserWarning):

@@ -10,7 +10,7 @@ from typing import TextIO
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "run":
-        from .fastrun import main_run
+        from tracklab_cli.commands.fastrun import main_run
 
         code = main_run(args[1:])
         if code is not None:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
             show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = one_line
-    from .app import app
+    from tracklab_cli.app import app
 
     app(args=args, prog_name="tracklab")
 

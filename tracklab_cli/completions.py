@@ -16,7 +16,7 @@ SHELLS = {"bash": "tracklab.bash", "zsh": "_tracklab", "fish": "tracklab.fish"}
 def script(shell: str) -> str:
     from typer._completion_shared import get_completion_script
 
-    from .app import app  # noqa: F401 - the app must be importable for completion to work
+    from tracklab_cli.app import app  # noqa: F401 - the app must be importable for completion to work
 
     return get_completion_script(prog_name="tracklab", complete_var="_TRACKLAB_COMPLETE",
                                  shell=shell).rstrip() + "\n"

@@ -203,7 +203,7 @@ def sources_hash(*parts: str) -> str:
     """A key for cached fixtures: changes when the code that decides what is on disk (the store,
     the writers) or the generator changes."""
     h = hashlib.sha1()
-    for rel in ("tracklab/store", "tracklab/writer.py", "tracklab/recorder.py",
+    for rel in ("tracklab/store", "tracklab/sdk/writer.py", "tracklab/sampling/recorder.py",
                 "tests/benchmarks/fixtures.py"):
         p = ROOT / rel
         for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:

@@ -50,7 +50,7 @@ def worker_profiled_round(steps: int, store: str, procs: int = PROCS) -> dict[st
 
 
 def _round(ctx: Ctx, procs: int, steps: int) -> dict[str, Any]:
-    from tracklab.runs import open_run
+    from tracklab.read.runs import open_run
 
     store = ctx.newdir(f"conc{procs}")
     _, _, run_id = make_run(str(store))

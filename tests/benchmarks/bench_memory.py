@@ -110,7 +110,7 @@ class _Poll(threading.Thread):
 
 
 def wrapper(ctx: Ctx, seconds: float) -> dict[str, Any]:
-    from tracklab.runs import open_run
+    from tracklab.read.runs import open_run
 
     store = ctx.newdir("wrapper")
     run_id = f"wrap{os.getpid()}{int(time.time())}"
@@ -159,7 +159,7 @@ def training(ctx: Ctx, steps: int, work_us: float = 0.0) -> dict[str, Any]:
     p.stdin.flush()
     out = collect(p)
     peak = max([rss_end, *(r for _, r, _ in poll.series)])
-    from tracklab.runs import open_run
+    from tracklab.read.runs import open_run
 
     view = open_run(run_id, str(store))
     try:

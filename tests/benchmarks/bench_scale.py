@@ -34,8 +34,8 @@ CLI = [PY, "-m", "tracklab_cli"]
 
 def worker_read(big: list[str], small: list[str], many: str, few: str,
                 reps: int) -> dict[str, Any]:
-    from tracklab.runs import list_runs, open_run
-    from tracklab.summary import summarize
+    from tracklab.read.runs import list_runs, open_run
+    from tracklab.read.show import summarize
 
     def info(store: str, run_id: str) -> float:
         t0 = time.perf_counter()

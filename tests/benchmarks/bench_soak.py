@@ -34,7 +34,7 @@ with open(sys.argv[2], "w") as f:
 
 
 def bench(ctx: Ctx) -> list[Row]:
-    from tracklab.runs import open_run
+    from tracklab.read.runs import open_run
 
     seconds = ctx.minutes * 60
     store = ctx.newdir("soak")

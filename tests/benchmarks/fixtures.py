@@ -52,7 +52,7 @@ def full_sampling(store: str) -> Iterator[tuple[Any, Any, str]]:
     and closes them all."""
     from tracklab import _env
     from tracklab.collectors import SystemCollectors
-    from tracklab.recorder import SampleRecorder
+    from tracklab.sampling.recorder import SampleRecorder
 
     tree = start_tree()
     try:
@@ -122,7 +122,7 @@ GROUPS, PER_GROUP = 10, 10  # 100 keys, logged as 10 calls of 10 keys per step
 def worker_build_run(store: str, steps: int, samples: int) -> dict[str, Any]:
     """One run of ``steps`` x 100 keys and ``samples`` full system samples, a day at 1 s apart."""
     import tracklab
-    from tracklab.recorder import SampleRecorder
+    from tracklab.sampling.recorder import SampleRecorder
     from tracklab.store import Shard
     from tracklab.store.codec import dumps_exact, encode_sample, flatten
 

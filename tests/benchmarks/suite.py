@@ -22,6 +22,7 @@ from . import (
     bench_capture,
     bench_compare,
     bench_concurrency,
+    bench_gpu,
     bench_log,
     bench_memory,
     bench_nodes,
@@ -29,6 +30,7 @@ from . import (
     bench_scale,
     bench_soak,
     bench_startup,
+    bench_ui,
 )
 from ._util import PY, ROOT, Ctx, Row, default_tmp, env, rmtree, run_worker
 
@@ -43,6 +45,8 @@ BENCHES: dict[str, Callable[[Ctx], list[Row]]] = {
     "compare": bench_compare.bench,    # figure 10
     "capture": bench_capture.bench,    # issue 8: console capture's cost to the child
     "nodes": bench_nodes.bench,        # issue 9: show of a 16-node run
+    "gpu": bench_gpu.bench,            # the GPU efficiency fields' share of the sampler
+    "ui": bench_ui.bench,              # the dashboard: series, charts drawn, a big store
 }
 OPT_IN = {"soak"}
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import tracklab
-from tests.conftest import run_tracklab
-from tracklab import writer
+from tests.conftest import cli, run_tracklab
 from tracklab.errors import TracklabWarning
-from tracklab.writer import MAX_KEY_LENGTH
+from tracklab.sdk import writer
+from tracklab.sdk.writer import MAX_KEY_LENGTH
 
 
 def _points(run_id: str, key: str) -> list[dict]:
@@ -97,14 +97,14 @@ def test_usage_errors_exit_2_with_one_message(args: list[str]) -> None:
 
 
 def test_unknown_and_ambiguous_runs_exit_1(store_dir: Path) -> None:
-    res = run_tracklab("show", "nope")
+    res = cli("show", "nope")
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and "no run matches 'nope'" in res.stderr
     for name in ("aa1", "aa2"):
         run = tracklab.init(name=name)
         run.finish()
     ids = [r["id"] for r in tracklab.list_runs()]
-    res = run_tracklab("show", "")  # the empty prefix matches every run
+    res = cli("show", "")  # the empty prefix matches every run
     assert res.returncode == 1 and all(i in res.stderr for i in ids)
 
 
@@ -136,9 +136,9 @@ def test_a_count_beyond_64_bits_means_all() -> None:
                        "print('a'); print('b')")
     assert res.returncode == 0, res.stderr
     huge = str(10**20)
-    ls = run_tracklab("ls", "--limit", huge)
+    ls = cli("ls", "--limit", huge)
     assert ls.returncode == 0 and "two-lines" in ls.stdout, ls.stderr
-    logs = run_tracklab("logs", "two-lines", "--tail", huge)
+    logs = cli("logs", "two-lines", "--tail", huge)
     assert logs.returncode == 0 and logs.stdout == "a\nb\n", logs.stderr
 
 

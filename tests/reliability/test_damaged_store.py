@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import run_tracklab
-from tests.reliability.helpers import python_child
+from tests.conftest import python_child, run_tracklab
 from tracklab.errors import StoreError
 
 CHILD = """

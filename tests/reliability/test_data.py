@@ -144,7 +144,7 @@ def test_eight_ranks_one_run_sampler_and_reader_lose_nothing(tmp_path: Path) -> 
 
     def read_loop() -> None:
         nonlocal reads
-        from tracklab.summary import summarize
+        from tracklab.read.show import summarize
 
         while not stop.is_set():
             try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import TRACKLAB, run_tracklab
+from tests.conftest import TRACKLAB, cli, run_tracklab
 from tests.reliability.helpers import env_with, python_child
 from tracklab.errors import StoreError, TracklabWarning
 
@@ -70,7 +70,7 @@ def test_one_corrupt_shard_leaves_the_other_nodes_readable(store_dir: Path) -> N
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "node-bad.db" in lines[0] and "left out" in lines[0], lines
         assert "Traceback" not in res.stderr
-    assert "run-good" in run_tracklab("ls").stdout
+    assert "run-good" in cli("ls").stdout
 
 
 def test_corrupt_store_sdk_warns_once_and_never_raises(corrupt_store: Path) -> None:

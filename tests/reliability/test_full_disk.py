@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import run_tracklab
-from tests.reliability.helpers import env_with, python_child
+from tests.conftest import python_child, run_tracklab
+from tests.reliability.helpers import env_with
 
 CHILD = """
 import sys, time, tracklab

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TRACKLAB, run_tracklab
-from tests.reliability.helpers import env_with, python_child
+from tests.conftest import TRACKLAB, python_child, run_tracklab
+from tests.reliability.helpers import env_with
 
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title
 CLEAR = "\x1b[2J"  # clears the screen

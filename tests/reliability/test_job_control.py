@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 
 import tracklab
-from tests.conftest import TRACKLAB
-from tests.reliability.helpers import python_child, start_wrapper, wait_for, wait_for_file
+from tests.conftest import TRACKLAB, python_child, wait_until
+from tests.reliability.helpers import start_wrapper, wait_for_file
 
 TICKING_CHILD = """
 import os, sys, time
@@ -40,7 +40,7 @@ def test_sigstop_then_sigcont_keeps_exit_code_and_output(tmp_path: Path) -> None
     child = int(wait_for_file(ready))
     for _ in range(4):  # what a wrapper does when woken depends on chance: try a few times
         os.kill(proc.pid, signal.SIGSTOP)
-        wait_for(lambda: _state(proc.pid) == psutil.STATUS_STOPPED, what="wrapper stopped")
+        wait_until(lambda: _state(proc.pid) == psutil.STATUS_STOPPED, "wrapper stopped")
         time.sleep(0.6)  # past the wrapper's wait for a signal
         os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.2)
@@ -61,12 +61,12 @@ def test_sigtstp_to_wrapper_suspends_the_child_and_sigcont_resumes_it(tmp_path: 
     proc = start_wrapper("--interval", "0.2", "--", *cmd, str(ready), "20")
     child = int(wait_for_file(ready))
     os.kill(proc.pid, signal.SIGTSTP)
-    wait_for(lambda: _state(child) == psutil.STATUS_STOPPED, what="child stopped")
-    wait_for(lambda: _state(proc.pid) == psutil.STATUS_STOPPED, what="wrapper stopped")
+    wait_until(lambda: _state(child) == psutil.STATUS_STOPPED, "child stopped")
+    wait_until(lambda: _state(proc.pid) == psutil.STATUS_STOPPED, "wrapper stopped")
     time.sleep(1.0)
     assert _state(child) == psutil.STATUS_STOPPED  # nobody resumed it behind our back
     os.kill(proc.pid, signal.SIGCONT)
-    wait_for(lambda: _state(child) != psutil.STATUS_STOPPED, what="child resumed")
+    wait_until(lambda: _state(child) != psutil.STATUS_STOPPED, "child resumed")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 7, err
     assert "done" in out and "Traceback" not in err

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import tracklab
-from tests.conftest import run_tracklab
-from tests.reliability.helpers import env_with, python_child
+from tests.conftest import cli, python_child, run_tracklab
+from tests.reliability.helpers import env_with
 
 SECRETS = ["s3cr3t-env-value", "s3cr3t-flag-value", "s3cr3t-next-value", "s3cr3t-pw-value"]
 
@@ -46,7 +46,7 @@ tracklab.init(name="sec2").finish()
         for secret in SECRETS:
             assert secret.encode() not in blob, (secret, path.name)
     for ref in ("sec", "sec2"):
-        shown = run_tracklab("show", ref).stdout + run_tracklab("show", ref, "--json").stdout
+        shown = cli("show", ref).stdout + cli("show", ref, "--json").stdout
         assert "***" in shown
         for secret in SECRETS:
             assert secret not in shown

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import TRACKLAB, run_tracklab
+from tests.conftest import TRACKLAB, cli, run_tracklab, wait_until
 from tests.reliability.helpers import (
     pid_gone,
     python_child,
     start_wrapper,
-    wait_for,
     wait_for_file,
 )
 
@@ -154,11 +153,11 @@ time.sleep(60)
     child_pid = int(wait_for_file(ready))
     proc.kill()
     proc.communicate(timeout=30)
-    wait_for(lambda: pid_gone(child_pid), 10, "the orphaned child to die")
+    wait_until(lambda: pid_gone(child_pid), "the orphaned child to die", 10)
     assert tracklab.open_run("latest").info["status"] == "crashed"
-    res = run_tracklab("ls", "--json")
+    res = cli("ls", "--json")
     assert json.loads(res.stdout.splitlines()[0])["status"] == "crashed"
-    assert "crashed" in run_tracklab("show", "latest").stdout
+    assert "crashed" in cli("show", "latest").stdout
 
 
 def test_child_sigkill_keeps_every_sample(tmp_path: Path) -> None:
@@ -178,7 +177,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_oom_kill_counter_turns_killed_into_oom_killed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tracklab import verdict
+    from tracklab.wrapper import verdict
 
     monkeypatch.setattr(verdict, "oom_kills", lambda pid: 4)  # the cgroup's counter, read now
     assert verdict.verdict(-signal.SIGKILL, False, None, oom_before=3)[0] == "oom-killed"

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 import tracklab
-from tests.conftest import run_tracklab
-from tests.reliability.helpers import python_child
+from tests.conftest import python_child, run_tracklab
 
 ATTACHING_CHILD = """
 import tracklab

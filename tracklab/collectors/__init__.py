@@ -16,9 +16,6 @@ from typing import Any
 log = logging.getLogger("tracklab.collectors")
 
 GPU_DEADLINE_S = 2.0  # an NVML call that takes longer is treated as hung (GPU off the bus)
-# tracklab's own short-lived subprocesses (git, a package probe; see context._helper): never part
-# of a measured process tree, though the SDK measures the tree of the process that starts them
-HELPER_PIDS: set[int] = set()
 # A hung NVML call is the driver's, not one collector's: once any reading here has hung, every
 # collector of the process leaves the GPUs out at once, and the warning is given once.
 _nvml_hung = threading.Event()
@@ -66,28 +63,28 @@ class SystemCollectors:
         c = self._made.get(family)
         if c is None:
             if family == "cpu":
-                from .cpu import CpuCollector
+                from tracklab.collectors.cpu import CpuCollector
                 c = CpuCollector()
             elif family == "memory":
-                from .memory import MemoryCollector
+                from tracklab.collectors.memory import MemoryCollector
                 c = MemoryCollector()
             elif family == "disk":
-                from .disk import DiskCollector
+                from tracklab.collectors.disk import DiskCollector
                 c = DiskCollector(self._disk_path)
             elif family == "network":
-                from .network import NetworkCollector
+                from tracklab.collectors.network import NetworkCollector
                 c = NetworkCollector()
             elif family == "accelerators":
-                from .gpu import GpuCollector
+                from tracklab.collectors.gpu import GpuCollector
                 c = GpuCollector(self._nvml)
             elif family == "process":
-                from .process import ProcessTreeCollector
+                from tracklab.collectors.process import ProcessTreeCollector
                 c = ProcessTreeCollector(self._root_pid)
             elif family == "container":
-                from .container import ContainerCollector
+                from tracklab.collectors.container import ContainerCollector
                 c = ContainerCollector(self._root_pid)
             elif family == "energy":
-                from .energy import EnergyCollector
+                from tracklab.collectors.energy import EnergyCollector
                 c = EnergyCollector()
             else:
                 raise ValueError(f"unknown family {family!r}")
@@ -198,7 +195,7 @@ _ORDER = {f: i for i, f in enumerate(SystemCollectors.FAMILIES)}
 
 
 def _nvml_possible() -> bool:
-    from ._nvml import ENV_MODULE, driver_present
+    from tracklab.collectors._nvml import ENV_MODULE, driver_present
 
     return bool(os.environ.get(ENV_MODULE)) or driver_present()
 

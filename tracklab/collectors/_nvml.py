@@ -19,6 +19,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from tracklab.collectors._nvml_efficiency import Efficiency
+
 log = logging.getLogger(__name__)
 
 ENV_MODULE = "TRACKLAB_NVML_MODULE"
@@ -32,6 +34,14 @@ _ABSENT = ("NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded", "NVMLError_
 
 # Reading errors that are a property of the GPU or the sandbox, not worth even a DEBUG line.
 _QUIET = ("NVMLError_NotSupported", "NVMLError_NoPermission")
+
+# Getters whose arguments after the handle choose what is read (a clock, a sensor, a counter):
+# "not supported" is a property of that choice, not of the getter (a GPU may give the SM clock
+# and not the memory clock). How many of those arguments there are:
+_SELECTORS = {"nvmlDeviceGetClockInfo": 1, "nvmlDeviceGetMaxClockInfo": 1,
+              "nvmlDeviceGetTemperature": 1, "nvmlDeviceGetPcieThroughput": 1,
+              "nvmlDeviceGetRetiredPages": 1, "nvmlGpmMigSampleGet": 1,
+              "nvmlDeviceGetTotalEccErrors": 2}
 
 # nvml.h's clock event ("throttle") reason bits; the values are part of NVML's ABI.
 THROTTLE_REASONS = (
@@ -88,11 +98,15 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _key(getter: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (id(args[0]), *args[1:1 + _SELECTORS.get(getter, 0)])
+
+
 def _errors(lib: ModuleType, names: tuple[str, ...]) -> tuple[type[BaseException], ...]:
     return tuple(getattr(lib, n) for n in names if hasattr(lib, n))
 
 
-class Nvml:
+class Nvml(Efficiency):
     """An initialised NVML library. Build it with :meth:`open`; call :meth:`close` when done.
 
     Every reading takes a device handle from :meth:`handle` and returns ``None`` when NVML
@@ -109,7 +123,8 @@ class Nvml:
         self._missing: set[str] = set()  # getters the driver lacks: not called again
         # (getter, device) pairs the device does not support (a fan on a passively cooled GPU):
         # a capability, so not asked again; each refusal costs an NVML call and an exception
-        self._unsupported: set[tuple[str, int]] = set()  # by id(): handles live as long
+        # by getter, then (handle id, selector args): handles live as long as NVML is open
+        self._unsupported: dict[str, set[tuple[Any, ...]]] = {}
         self._not_supported: type[Exception] | tuple[()] = getattr(
             lib, "NVMLError_NotSupported", ())
         self._logged: set[str] = set()
@@ -168,7 +183,8 @@ class Nvml:
         fn = getattr(lib, getter, None)
         if fn is None or not self._open or getter in self._missing:
             return None
-        if self._unsupported and args and (getter, id(args[0])) in self._unsupported:
+        refused = self._unsupported.get(getter)
+        if refused is not None and args and _key(getter, args) in refused:
             return None
         try:
             return fn(*args)
@@ -180,7 +196,7 @@ class Nvml:
             if isinstance(e, lib.NVMLError_FunctionNotFound):
                 self._missing.add(getter)
             elif isinstance(e, self._not_supported) and args:
-                self._unsupported.add((getter, id(args[0])))
+                self._unsupported.setdefault(getter, set()).add(_key(getter, args))
             if not isinstance(e, self._quiet) and getter not in self._logged:
                 self._logged.add(getter)
                 log.debug("%s failed: %s: %s; its value is null", getter, type(e).__name__, e)
@@ -238,12 +254,16 @@ class Nvml:
 
     def mig_uuids(self, handle: Any) -> list[str]:
         """UUIDs (``"MIG-..."``) of the MIG devices carved out of this GPU."""
+        return [uuid for uuid, _ in self.mig_devices(handle)]
+
+    def mig_devices(self, handle: Any) -> list[tuple[str, Any]]:
+        """``(uuid, handle)`` of each MIG device carved out of this GPU."""
         found = []
         for i in range(self.read("nvmlDeviceGetMaxMigDeviceCount", handle) or 0):
             mig = self.read("nvmlDeviceGetMigDeviceHandleByIndex", handle, i)
             uuid = None if mig is None else self.uuid(mig)
             if uuid:
-                found.append(uuid)
+                found.append((uuid, mig))
         return found
 
     # -- readings -------------------------------------------------------------------------------
@@ -255,8 +275,13 @@ class Nvml:
 
     def utilization(self, handle: Any) -> float | None:
         """Percent (0-100) of the last sample period in which a kernel ran."""
+        return self.utilization_rates(handle)[0]
+
+    def utilization_rates(self, handle: Any) -> tuple[float | None, float | None]:
+        """``(gpu, memory)``: percent (0-100) of the last sample period in which a kernel ran,
+        and in which device memory was read or written (the memory controller was busy)."""
         rates = self.read("nvmlDeviceGetUtilizationRates", handle)
-        return None if rates is None else float(rates.gpu)
+        return (None, None) if rates is None else (float(rates.gpu), float(rates.memory))
 
     def temperature(self, handle: Any) -> float | None:
         """Core temperature in degrees Celsius (°C)."""

@@ -12,11 +12,14 @@ from collections.abc import Callable
 
 import psutil
 
-from ._procfs import read_once
+from tracklab.collectors._procfs import read_once
 
 _RESCAN_S = 30.0  # full re-read of the parent map: repairs a pid reused between two listdirs
 
 GONE = (psutil.NoSuchProcess, psutil.AccessDenied)  # ZombieProcess is a NoSuchProcess
+# tracklab's own short-lived subprocesses (git, a package probe; see context._helper): never part
+# of a measured process tree, though the SDK measures the tree of the process that starts them
+HELPER_PIDS: set[int] = set()
 
 
 def walk_children_files(root: int, skip: int | None = None, proc_root: str = "/proc",

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .cgroup import (
+from tracklab.collectors.cgroup import (
     _chain,
     _int,
     _keyed,

@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from ._procfs import ProcFiles, read_once
+from tracklab.collectors._procfs import ProcFiles, read_once
 
 _MIN_WINDOW_S = 0.05
 _TEMP_EVERY_S = 10.0  # hwmon scans cost milliseconds; temperatures change slowly

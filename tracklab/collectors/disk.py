@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import psutil
 
-from ._procfs import ProcFiles, read_once
+from tracklab.collectors._procfs import ProcFiles, read_once
 
 
 class _Totals(NamedTuple):

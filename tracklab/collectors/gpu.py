@@ -1,5 +1,6 @@
 """NVIDIA GPUs: utilization (percent), memory (bytes), temperature (°C), power (W), energy (J),
-clocks (MHz), throttle reasons, errors, visibility to the run and per-process attribution.
+clocks (MHz), throttle reasons, errors, visibility to the run and per-process attribution; the
+efficiency fields (GPM, PCIe, NVLink, memory health) come from :mod:`.gpu_efficiency`.
 
 Everything NVML-specific goes through :class:`~tracklab.collectors._nvml.Nvml`; this module never
 imports ``pynvml``, so importing it is cheap and tests hand it a fake.
@@ -15,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._nvml import GpuLost, Nvml
+from tracklab.collectors import gpu_efficiency
+from tracklab.collectors._nvml import GpuLost, Nvml
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class _Gpu:
     samples_since_us: int = 0  # newest process-utilization sample already counted
     counters: tuple[Any, Any] = (None, None)  # ECC uncorrected, PCIe replays, as of counters_at
     counters_at: float = float("-inf")  # monotonic seconds
+    efficiency: gpu_efficiency.State | None = None
 
 
 class GpuCollector:
@@ -144,6 +147,12 @@ class GpuCollector:
         self._closed = self._opened = True  # never (re)opened after this
         nvml, self._nvml = self._nvml, None
         if nvml is not None:
+            for gpu in self._gpus or ():
+                if gpu.efficiency is not None and not gpu.lost:
+                    try:
+                        gpu_efficiency.close(nvml, gpu.efficiency)
+                    except GpuLost:
+                        pass  # nothing left to free on a GPU that is gone
             nvml.close()
 
     # -- internals ------------------------------------------------------------------------------
@@ -172,8 +181,9 @@ class GpuCollector:
                 gpu.memory_total = nvml.memory(h)[1]
                 gpu.power_limit, gpu.sm_clock_max = nvml.power_limit(h), nvml.sm_clock_max(h)
                 gpu.mig_mode = nvml.mig_mode(h)
-                if gpu.mig_mode:
-                    gpu.mig_uuids = nvml.mig_uuids(h)
+                mig = nvml.mig_devices(h) if gpu.mig_mode else []
+                gpu.mig_uuids = [uuid for uuid, _ in mig]
+                gpu.efficiency = gpu_efficiency.discover(nvml, h, mig)
             except GpuLost:
                 self._lose(gpu)
         return gpus
@@ -189,7 +199,7 @@ def _lost_entry(gpu: _Gpu) -> dict[str, Any]:
     return {"id": gpu.index, "type": "gpu", "name": gpu.name, "uuid": gpu.uuid,
             "pciBusId": gpu.pci_bus_id, "lost": True, "utilization": None,
             "memory": {"used": None, "total": gpu.memory_total, "percentage": None},
-            "temperature": None, "power": None, "fanSpeed": None}
+            "temperature": None, "power": None, "fanSpeed": None, **gpu_efficiency.empty()}
 
 
 def _read(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None,
@@ -203,13 +213,16 @@ def _read(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None,
     energy = gpu.energy.update(nvml.energy(h), power, now)
     if now - gpu.counters_at >= _COUNTERS_EVERY_S:
         gpu.counters, gpu.counters_at = (nvml.ecc_uncorrected(h), nvml.pcie_replays(h)), now
+    util, memory_util = nvml.utilization_rates(h)
+    eff = gpu_efficiency.read(nvml, h, gpu.efficiency, now) if gpu.efficiency else {}
     snap: dict[str, Any] = {
         "id": gpu.index,
         "type": "gpu",
         "name": gpu.name,
         "uuid": gpu.uuid,
         "pciBusId": gpu.pci_bus_id,
-        "utilization": nvml.utilization(h),
+        "utilization": util,
+        "memoryUtilization": memory_util,
         "memory": {
             "used": used,
             "total": total,
@@ -221,12 +234,14 @@ def _read(nvml: Nvml, gpu: _Gpu, tree_pids: set[int] | None,
         "fanSpeed": nvml.fan_speed(h),
         "energy": energy,
         "energySource": gpu.energy.source,
-        "clocks": {"sm": nvml.sm_clock(h), "smMax": gpu.sm_clock_max},
         "throttleReasons": nvml.throttle_reasons(h),
         "eccErrors": gpu.counters[0],
         "pcieReplays": gpu.counters[1],
         "visible": None if visible is None else gpu.index in visible,
+        **(eff or gpu_efficiency.empty()),
     }
+    snap["clocks"] = {"sm": nvml.sm_clock(h), "smMax": gpu.sm_clock_max,
+                      **(eff.get("clocks") or {})}
     snap.update(_processes(nvml, gpu, tree_pids))
     return snap
 

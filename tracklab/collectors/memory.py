@@ -7,7 +7,7 @@ from typing import Any
 
 import psutil
 
-from ._procfs import ProcFiles, read_once
+from tracklab.collectors._procfs import ProcFiles, read_once
 
 _MEMINFO = "/proc/meminfo"
 

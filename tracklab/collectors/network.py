@@ -1,4 +1,5 @@
-"""Network: bytes and packets per second over the last interval, and the connection count."""
+"""Network: bytes and packets per second over the last interval, the connection count, and the
+InfiniBand/RoCE ports (:mod:`.infiniband`), whose RDMA traffic the interfaces never see."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from typing import Any
 
 import psutil
 
-from ._procfs import ProcFiles, read_once
+from tracklab.collectors._procfs import ProcFiles, read_once
+from tracklab.collectors.infiniband import ROOT as IB_ROOT
+from tracklab.collectors.infiniband import InfinibandCollector
 
 _SOCKSTAT = ("/proc/net/sockstat", "/proc/net/sockstat6")
 
 
 class NetworkCollector:
-    def __init__(self) -> None:
+    def __init__(self, infiniband_root: str = IB_ROOT) -> None:
         self._files = ProcFiles()
         self._last = self._counters()
+        self._ib = InfinibandCollector(infiniband_root)
 
     def _counters(self) -> tuple[float, tuple[int, int, int, int]] | None:
         c = net_totals(self._files.read)
@@ -25,7 +29,8 @@ class NetworkCollector:
     def collect(self) -> dict[str, Any]:
         out: dict[str, Any] = {"bytesIn": None, "bytesOut": None, "packetsIn": None,
                                "packetsOut": None,
-                               "connections": connection_count(self._files.read)}
+                               "connections": connection_count(self._files.read),
+                               "infiniband": self._ib.collect()}
         now = self._counters()
         if now and self._last:
             dt = now[0] - self._last[0]
@@ -38,6 +43,7 @@ class NetworkCollector:
 
     def close(self) -> None:
         self._files.close()
+        self._ib.close()
 
 
 def net_totals(read: Callable[[str], bytes | None] = read_once

@@ -27,9 +27,8 @@ from typing import Any
 
 import psutil
 
-from . import HELPER_PIDS
-from ._procfs import ProcFiles, read_once
-from ._tree import GONE, ParentMap, walk_children_files, walk_psutil
+from tracklab.collectors._procfs import ProcFiles, read_once
+from tracklab.collectors._tree import GONE, HELPER_PIDS, ParentMap, walk_children_files, walk_psutil
 
 _USS_EVERY_S = 5.0  # smaps costs milliseconds on big processes; USS moves slowly
 _USS_REFRESH_PER_SAMPLE = 2  # spread refreshes so a tree of big workers never spikes one sample

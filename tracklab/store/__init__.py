@@ -8,8 +8,7 @@ import re
 import stat
 
 from tracklab.errors import StoreError
-
-from .shard import FINAL_TIMEOUT_S, Shard
+from tracklab.store.shard import FINAL_TIMEOUT_S, Shard
 
 SHARD_GLOB = "node-*.db"
 

@@ -73,6 +73,9 @@ class Connection:
         except sqlite3.Error as exc:
             raise self.failure(sql, exc) from None
 
+    def __getattr__(self, name: str) -> Any:  # the rest of sqlite3's API, as it is
+        return getattr(self.raw, name)
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.in_transaction

@@ -64,16 +64,27 @@ def _v2(db: Any) -> None:
 
 
 def _v3_clock_offset(db: Any) -> None:
-    # seconds the shared store's clock is ahead of the node's (tracklab.fleet), null if unknown
+    # seconds the shared store's clock is ahead of the node's (tracklab.read.fleet), null if unknown
     db["runs"].add_column("clock_offset", float)
 
 
 def _v4_context(db: Any) -> None:
-    # what the run was (tracklab.context.run_context): code state, interpreter, packages (JSON)
+    # what the run was (tracklab.sampling.machine.run_context): code state, interpreter, packages (JSON)
     db["runs"].add_column("context", str)
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2, _v3_clock_offset, _v4_context]
+def _v5_rollups(db: Any) -> None:
+    # per key, the min, max and last value of every 64, 1,024... points (tracklab.store.rollups)
+    db.execute(
+        "CREATE TABLE metric_rollups (run INTEGER NOT NULL, proc INTEGER NOT NULL, "
+        "key TEXT NOT NULL, level INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER, "
+        "first REAL, min REAL, max REAL, last REAL, first_step INTEGER, last_step INTEGER, "
+        "first_time REAL, last_time REAL, PRIMARY KEY (run, key, level, proc, bucket)) "
+        "WITHOUT ROWID")
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1, _v2, _v3_clock_offset, _v4_context,
+                                           _v5_rollups]
 VERSION = len(MIGRATIONS)
 
 
@@ -103,3 +114,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+# The console table's stream names beside "stdout" and "stderr", for its writer and readers:
+MARKER = "tracklab"  # the stream of the marker row where the middle of a long output was cut
+BOTH = "output"  # the stream of stdout and stderr captured together (they went to one place)

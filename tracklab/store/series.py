@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from .shard import Shard
+from tracklab.store.shard import Shard
 
 # A bin's search for a key gives up after this many rows: a key logged more rarely than that
 # (a final score, an evaluation every 10,000 steps) may be missing from some bins, which the

@@ -18,10 +18,10 @@ from itertools import islice
 from typing import Any
 
 from tracklab.errors import StoreError
-
-from . import schema
-from .codec import dumps_exact
-from .connection import Connection, Cursor
+from tracklab.store import schema
+from tracklab.store.codec import dumps_exact
+from tracklab.store.connection import Connection, Cursor
+from tracklab.store.rollups import INSERT as ROLLUPS_INSERT
 
 BUSY_TIMEOUT_S = 10.0
 FINAL_TIMEOUT_S = 1.5  # the last status write of a run must not hold up its exit
@@ -166,6 +166,12 @@ class Shard:
         except sqlite3.Error:
             pass
 
+    def __enter__(self) -> Shard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- transactions ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -270,7 +276,8 @@ class Shard:
     def delete_run(self, num: int) -> None:
         self._write([
             (f"DELETE FROM {t} WHERE run = ?", (num,))
-            for t in ("points", "metric_stats", "samples", "sample_stats", "procs", "console")
+            for t in ("points", "metric_stats", "metric_rollups", "samples", "sample_stats",
+                      "procs", "console")
         ] + [("DELETE FROM runs WHERE num = ?", (num,))])
 
     # -- training points ----------------------------------------------------------------------------
@@ -297,8 +304,9 @@ class Shard:
 
     def write_points(self, batches: Iterable[tuple[int, int, int, str | None, Iterable[Any]]],
                      stats: list[tuple[Any, ...]],
-                     heartbeat: tuple[float, int] | None = None) -> None:
-        """Insert points and replace key stats, in one transaction.
+                     heartbeat: tuple[float, int] | None = None,
+                     rollups: list[tuple[Any, ...]] | None = None) -> None:
+        """Insert points and replace key stats and rollups, in one transaction.
 
         ``batches``: ``(run, proc, keyset, fmt, flat)``, ``flat`` yielding the rows' ``step,
         time, vals`` one after the other; it is consumed as it is inserted.
@@ -320,6 +328,8 @@ class Shard:
                     "sum, last, last_step, last_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     stats,
                 )
+            if rollups:
+                yield ROLLUPS_INSERT, rollups
             if heartbeat:
                 yield "UPDATE runs SET heartbeat_at = ? WHERE num = ?", heartbeat
 
@@ -393,7 +403,7 @@ class Shard:
         """Insert ``(run, time, stream, line)`` rows in one transaction; returns the row id of
         the last (rows get consecutive ids), 0 without rows.
 
-        The console capture's cap (tracklab.capture) uses the keywords, for run ``run``:
+        The console capture's cap (tracklab.wrapper.capture) uses the keywords, for run ``run``:
         ``marker=(rowid, text)`` sets that row's text (deletes the row when text is ""), and
         ``evict=(after, upto)`` deletes the run's rows with ``after < rowid <= upto``.
         """
