@@ -118,9 +118,12 @@ def test_show_has_a_trend_for_every_system_gpu_and_training_row(at_recorded: dic
     assert loss[-1] == data["metrics"]["train/loss"]["last"]
     # NaN and infinity survive as values (JSON strings), never dropped silently
     assert "nan" in data["metrics"]["odd/nan"]["trend"]
-    rendered = cli("show", at_recorded["a"])
+    rendered = CliRunner().invoke(app, ["show", at_recorded["a"]], env={"COLUMNS": "120"})
     assert rendered.exit_code == 0
     assert "trend (" in rendered.stdout and "▁" in rendered.stdout
+    narrow = cli("show", at_recorded["a"])  # 80 columns: the trends give way, labels stay
+    assert narrow.exit_code == 0 and "trend (" not in narrow.stdout
+    assert "process tree RSS" in narrow.stdout
 
 
 def test_system_and_training_trends_share_the_time_axis(at_recorded: dict) -> None:

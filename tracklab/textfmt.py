@@ -6,6 +6,7 @@ Storage keeps base units (bytes, seconds, joules, percent); only display convert
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 
@@ -57,3 +58,39 @@ def duration(seconds: float | None) -> str:
     if d:
         return f"{d}d {h}h {m}m"
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+# Characters a terminal acts on rather than shows: C0 controls (ESC starts every escape
+# sequence, BEL ends an OSC title), DEL, C1 controls (U+009B is a one-byte CSI on some
+# terminals), and the bidirectional and line-separator marks that reorder what is shown.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")  # colours and bold: no text, no cursor movement
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(c) or (
+        f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+
+
+def visible(text: Any, colours: bool = False) -> str:
+    """``text`` made safe for a terminal: every control character and escape sequence shown as
+    text (``\\x1b``, ``\\n``, ``\\u202e``), none interpreted. ``colours=True`` first drops SGR
+    colour codes (a console line's colours, which carry no text) instead of showing them."""
+    s = text if isinstance(text, str) else str(text)
+    if colours:
+        s = _SGR.sub("", s)
+    return _UNSAFE.sub(_escape, s)
+
+
+def visible_data(value: Any) -> Any:
+    """``value`` (dicts, lists, strings: a run's data as the library returns it) with every
+    string and key passed through :func:`visible`; numbers and the rest unchanged."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {visible(k) if isinstance(k, str) else k: visible_data(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [visible_data(v) for v in value]
+    return value

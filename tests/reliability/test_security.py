@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import tracklab
-from tests.conftest import cli, run_tracklab
-from tests.reliability.helpers import env_with, python_child
+from tests.conftest import cli, python_child, run_tracklab
+from tests.reliability.helpers import env_with
 
 SECRETS = ["s3cr3t-env-value", "s3cr3t-flag-value", "s3cr3t-next-value", "s3cr3t-pw-value"]
 
@@ -65,3 +65,43 @@ def test_new_store_is_private(store_dir: Path) -> None:
     assert any(n.endswith(".db-wal") for n in names) or any(n.endswith(".db") for n in names)
     for p in store_dir.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
+
+
+# (printed by the child, what must not be stored, what is stored instead)
+PRINTED_SECRETS = [
+    ("export GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789AB",
+     "abcdefghijklmnopqrstuvwxyz0123456789AB", "export GITHUB_TOKEN=***"),
+    ("calling api with --api-key sk-proj-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2",
+     "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2", "calling api with --api-key ***"),
+    ("db login password=hunter2-correct-horse", "hunter2-correct-horse", "db login password=***"),
+    ("aws: AKIAIOSFODNN7EXAMPLE in use", "IOSFODNN7EXAMPLE", "aws: AKIA*** in use"),
+    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVl",
+     "eyJzdWIiOiIxIn0", "Authorization: ***"),
+    ('{"hf_token": "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567"}', "AbCdEfGhIjKlMnOpQrStUv",
+     '{"hf_token": "***"}'),
+    ("clone https://alice:s3cretpass@git.example.org/repo.git", "s3cretpass",
+     "clone https://alice:***@git.example.org/repo.git"),
+    ("a token in the middle: ghp_abcdefghijklmnopqrstuvwxyz0123456789AB.",
+     "abcdefghijklmnopqrstuvwxyz0123456789AB", "a token in the middle: ghp_***."),
+]
+# ordinary training output that looks a little like the above: stored as printed
+ORDINARY = ["loss=0.5 lr=3e-4 monkey=3 num_keys=10 keyboard=us", "tokens/s: 1234.5",
+            "sort key: epoch", "authors = 3", "task-1234567890abcdefghijk done",
+            "tokenizer=bert-base-uncased"]
+
+
+def test_printed_secrets_are_redacted_in_the_store_not_on_the_terminal(
+        tmp_path: Path, store_dir: Path) -> None:
+    lines = [p for p, _, _ in PRINTED_SECRETS] + ORDINARY
+    script = tmp_path / "lines.txt"
+    script.write_text("\n".join(lines) + "\n")
+    cmd = python_child(tmp_path, f"import sys; sys.stdout.write(open({str(script)!r}).read())")
+    res = run_tracklab("run", "-q", "--run-id", "printed", "--", *cmd)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "\n".join(lines) + "\n"  # the terminal sees the bytes unchanged
+    for path in store_dir.iterdir():
+        blob = path.read_bytes()
+        for _, secret, _ in PRINTED_SECRETS:
+            assert secret.encode() not in blob, (secret, path.name)
+    stored = run_tracklab("logs", "printed", "--raw").stdout.splitlines()
+    assert stored == [shown for _, _, shown in PRINTED_SECRETS] + ORDINARY

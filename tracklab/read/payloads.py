@@ -99,6 +99,8 @@ class ShowData(TypedDict, total=False):
     energy: dict[str, Any] | None  # None until the run has ended
     fleet: dict[str, Any] | None  # a run across nodes: node rows, summary, stragglers
     trend_window: TrendWindow
+    # parts of a damaged shard that could not be read ("samples", "training metrics", ...)
+    unreadable: list[str]
 
 
 class LiveFrame(TypedDict):

@@ -27,6 +27,37 @@ STATUS_ORDER = ("running", "crashed", "oom-killed", "killed", "failed", "termina
                 "interrupted", "finished")
 
 
+def _json(text: str | None, kind: type | tuple[type, ...], default: Any) -> Any:
+    """A JSON column as the type readers expect; ``default`` for NULL, invalid JSON (a file
+    someone else wrote) or the wrong type."""
+    try:
+        value = loads_exact(text)
+    except ValueError:
+        return default
+    if not isinstance(value, kind):
+        return default
+    if isinstance(value, list) and kind is list:
+        return [v if isinstance(v, str) else json.dumps(v) for v in value]  # tags are text
+    return value
+
+
+def _sections(value: dict[str, Any], **kinds: type) -> dict[str, Any]:
+    """``value`` without the sections named in ``kinds`` that are not of their kind (a list
+    section keeps only its dicts): readers take them apart without checking."""
+    for key, kind in kinds.items():
+        v = value.get(key)
+        if v is not None and not isinstance(v, kind):
+            del value[key]
+        elif isinstance(v, list):
+            value[key] = [x for x in v if isinstance(x, dict)]
+    return value
+
+
+def _status_rank(status: str) -> int:
+    """Worst first; a status this version does not know (a newer one's) after those it does."""
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
 def _open_shards(store_dir: str) -> list[Shard]:
     """The store's readable shards. One that cannot be read (a node's corrupt or truncated
     file) is left out with a warning, so the other nodes' runs stay readable; when none can be
@@ -68,6 +99,10 @@ class RunView:
         self.store_dir = store_dir
         self.id: str = parts[0][1]["id"]
 
+    @property
+    def paths(self) -> list[str]:
+        """The shard files (one a node) this run's data comes from."""
+        return [shard.path for shard, _ in self._parts]
     def __enter__(self) -> RunView:
         return self
 
@@ -88,24 +123,26 @@ class RunView:
         statuses = [resolve_status(r) for r in rows]
         first = min(rows, key=lambda r: r["started_at"])
         ended = [r["ended_at"] for r in rows if r["ended_at"]]
-        status = min(statuses, key=STATUS_ORDER.index) if statuses else "unknown"
+        status = min(statuses, key=_status_rank) if statuses else "unknown"
         exit_codes = [r["exit_code"] for r in rows if r["exit_code"] is not None]
         end = max(ended) if ended and status != "running" else None
         info: RunInfo = {
             "id": self.id, "name": first["name"], "project": first["project"],
             "status": status, "exit_code": max(exit_codes, key=abs) if exit_codes else None,
             "signal": next((r["signal"] for r in rows if r["signal"]), None),
-            "command": loads_exact(first["command"]), "cwd": first["cwd"],
+            "command": _json(first["command"], (list, str), None), "cwd": first["cwd"],
             "host": first["host"], "nodes": sorted({r["node"] for r in rows if r["node"]}),
             "owner": first["owner"], "pid": first["pid"], "interval": first["interval"],
             "started_at": first["started_at"],
             "ended_at": end,
             "heartbeat_at": max((r["heartbeat_at"] or 0) for r in rows) or None,
-            "config": loads_exact(first["config"]) or {},
-            "system": loads_exact(first["system"]) or {},
-            "summary": loads_exact(first["summary"]) or {},
-            "tags": loads_exact(first["tags"]) or [], "notes": first["notes"],
-            "context": loads_exact(first.get("context")) or {},
+            "config": _json(first["config"], dict, {}),
+            "system": _sections(_json(first["system"], dict, {}), gpus=list),
+            "summary": _sections(_json(first["summary"], dict, {}), peaks=dict, energy=dict,
+                                 console=dict, user=dict),
+            "tags": _json(first["tags"], list, []), "notes": first["notes"],
+            "context": _sections(_json(first.get("context"), dict, {}), code=dict,
+                                 python=dict, packages=dict),
             "duration": None,
         }
         until = end or (time.time() if status == "running" else info["heartbeat_at"])

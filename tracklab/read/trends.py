@@ -175,6 +175,8 @@ def to_grid(points: list[tuple[Any, ...]], start: float, end: float, n: int) -> 
     cols: list[Any] = [None] * n
     filled = [False] * n
     width = (end - start) / n
+    if not width > 0:  # no time span (a run whose times are missing or out of order)
+        width = float("inf")
     for p in points:
         i = min(n - 1, max(0, int((p[0] - start) / width)))
         cols[i], filled[i] = p[-1], True

@@ -159,6 +159,12 @@ class SampleRecorder:
     def _warn(self, exc: Exception) -> None:
         if not self._warned:  # once: a full disk fails every write after the first
             self._warned = True
+            from tracklab.store import space
+
+            if space.is_full(exc):  # one line for every writer of this process
+                if space.first_report():
+                    log.warning(space.full_message(exc))
+                return
             log.warning("tracklab: warning: cannot write system samples (%s); the run goes on "
                         "without them", exc)
 

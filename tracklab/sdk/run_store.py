@@ -55,8 +55,12 @@ class RunStoreMixin:
         from tracklab.sampling.run_record import create_run
         from tracklab.sdk.pointqueue import HEADER
         from tracklab.sdk.writer import PAGE_CACHE_KIB, PointWriter
+        from tracklab.store import space
         from tracklab.store.codec import dumps_exact, encode_values
 
+        if not space.under_wrapper():  # the wrapper has said it for this folder
+            for problem in store.folder_warnings(self.dir):
+                self._warn(f"folder:{problem}", f"tracklab: warning: {problem}")
         description = None
         if not self.attached:
             from tracklab.sampling.run_record import Description

@@ -181,8 +181,7 @@ class PointWriter:
             self.written += n
         except (sqlite3.Error, StoreError, OSError) as exc:
             self.dropped += n
-            self._warn_once("write", f"tracklab: warning: writing metrics failed ({exc}); dropping "
-                            "them, training goes on")
+            self._warn_write(exc, "them, training goes on")
 
     def _batches(self, shard: Shard, seg: Segment, touched: set[str]) -> list[Batch]:
         """Fold a segment's values into the per-key statistics, and return its rows.
@@ -285,9 +284,21 @@ class PointWriter:
         try:
             num = shard.keyset(kept)
         except (sqlite3.Error, StoreError) as exc:
-            self._warn_once("write", f"tracklab: warning: writing metrics failed ({exc}); dropping them")
+            self._warn_write(exc, "them")
             return None
         return num, (None if len(keep) == len(keys) else keep)
+
+    def _warn_write(self, exc: Exception, rest: str) -> None:
+        from tracklab.store import space
+
+        if space.is_full(exc):  # said once per process, and by the wrapper for its child
+            if "write" not in self._warned and not space.under_wrapper() and \
+                    space.first_report():
+                log.warning(space.full_message(exc))
+            self._warned.add("write")
+            return
+        self._warn_once("write", f"tracklab: warning: writing metrics failed ({exc}); dropping "
+                        + rest)
 
     def _warn_once(self, what: str, message: str) -> None:
         if what not in self._warned:

@@ -1,4 +1,5 @@
-"""One node's SQLite file: the only place tracklab speaks SQL.
+"""One node's SQLite file: the only place tracklab speaks SQL, through a connection
+(:mod:`.connection`) on which every sqlite3 error, reading or writing, is a StoreError.
 
 A shard is written by the processes of one node only (the wrapper's sampler, the SDK's writer
 threads of every rank there). WAL lets readers work while they write; ``BEGIN IMMEDIATE`` takes the
@@ -19,6 +20,7 @@ from typing import Any
 from tracklab.errors import StoreError
 from tracklab.store import schema
 from tracklab.store.codec import dumps_exact
+from tracklab.store.connection import Connection, Cursor
 from tracklab.store.rollups import INSERT as ROLLUPS_INSERT
 
 BUSY_TIMEOUT_S = 10.0
@@ -44,10 +46,47 @@ _INSERT_POINTS = (
 _PADDING = (None,) * (3 * ROWS_PER_INSERT)
 
 
+_INT_COLUMNS = ("num", "exit_code", "signal", "pid")
+_REAL_COLUMNS = ("pid_start", "interval", "started_at", "ended_at", "heartbeat_at",
+                 "clock_offset")
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row as readers expect its types, whoever wrote the file: a number column that
+    holds text reads as None, a text column that holds a number or bytes as text."""
+    for k in _INT_COLUMNS:
+        v = row[k]
+        if v is not None and (type(v) is not int):
+            row[k] = int(v) if type(v) is float and v.is_integer() else None
+    for k in _REAL_COLUMNS:
+        v = row[k]
+        if v is not None and (type(v) not in (int, float) or not -1e11 < v < 1e11):
+            row[k] = None  # text, NaN, infinity or past the year 5000: no time at all
+    if row["started_at"] is None:  # every reader sorts and subtracts by it
+        row["started_at"] = row["heartbeat_at"] or row["ended_at"] or 0.0
+    for k, v in row.items():
+        if k not in _INT_COLUMNS and k not in _REAL_COLUMNS and v is not None and \
+                type(v) is not str:
+            row[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return row
+
+
 def _create_private(path: str) -> None:
-    """Create the database file 0600 before SQLite does (its -wal/-shm copy that mode)."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
+    """Create the database file 0600 before SQLite does (its -wal/-shm copy that mode); 0660 in
+    a team's folder (group-writable and setgid), whose members all write and read it."""
+    mode = 0o600
+    try:
+        folder = os.stat(os.path.dirname(path) or ".").st_mode
+        if folder & 0o020 and folder & 0o2000:
+            mode = 0o660
+    except OSError:
+        pass
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, mode)
+    try:
+        if mode != 0o600:
+            os.fchmod(fd, mode)  # past the umask: the group must be able to write it
+    finally:
+        os.close(fd)
 
 
 def _needs_immutable(conn: sqlite3.Connection, path: str) -> bool:
@@ -73,36 +112,37 @@ class Shard:
         self._layouts: dict[tuple[str, ...], int] = {}
         self._lock = threading.Lock()
         self.empty = False
+        raw: sqlite3.Connection | None = None
         try:
             if create and not os.path.exists(path):
                 _create_private(path)
             if readonly:
                 uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-                self.conn = sqlite3.connect(
+                raw = sqlite3.connect(
                     uri, uri=True, timeout=timeout, isolation_level=None,
                     check_same_thread=False,
                 )
-                if _needs_immutable(self.conn, path):
-                    self.conn.close()
-                    self.conn = sqlite3.connect(
+                if _needs_immutable(raw, path):
+                    raw.close()
+                    raw = sqlite3.connect(
                         uri + "&immutable=1", uri=True, timeout=timeout, isolation_level=None,
                         check_same_thread=False,
                     )
             else:
-                self.conn = sqlite3.connect(
+                raw = sqlite3.connect(
                     path, timeout=timeout, isolation_level=None, check_same_thread=False
                 )
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
+                raw.execute("PRAGMA journal_mode=WAL")
+                raw.execute("PRAGMA synchronous=NORMAL")
                 if cache_kib is not None:  # SQLite's default is 2,000 KiB
-                    self.conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
-            version = schema.current_version(self.conn)
+                    raw.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+            version = schema.current_version(raw)
             if version > schema.VERSION:
                 raise StoreError(path, f"written by a newer tracklab (schema {version})")
             self.empty = version == 0
             if version < schema.VERSION:
                 if not readonly:
-                    schema.migrate(self.conn)
+                    schema.migrate(raw)
                 elif version > 0 and os.access(path, os.W_OK):
                     # written by an older tracklab: upgrade it once so readers see every column
                     upgrade = sqlite3.connect(path, timeout=timeout, isolation_level=None)
@@ -112,13 +152,13 @@ class Shard:
                         upgrade.close()
                 # version 0: being created right now; readers skip it (see runs._open_shards)
         except (sqlite3.Error, OSError, StoreError) as exc:
-            conn = getattr(self, "conn", None)
-            if conn is not None:
-                conn.close()  # not left to the garbage collector (a ResourceWarning, later)
+            if raw is not None:
+                raw.close()  # not left to the garbage collector (a ResourceWarning, later)
             if isinstance(exc, StoreError):
                 raise
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise StoreError(path, reason) from None
+        self.conn = Connection(raw, path)
 
     def close(self) -> None:
         try:
@@ -135,7 +175,7 @@ class Shard:
     # -- transactions ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[Connection]:
         """One write transaction (``BEGIN IMMEDIATE``: the write lock up front, so concurrent
         writers queue on the busy timeout). Raises StoreError (locked, full, corrupt)."""
         with self._lock:
@@ -149,10 +189,10 @@ class Shard:
                     if c.in_transaction:
                         c.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as exc:
+            except sqlite3.Error as exc:  # COMMIT and ROLLBACK come as StoreError already
                 raise StoreError(self.path, str(exc)) from None
 
-    def _write(self, statements: Iterable[tuple[str, Any]]) -> sqlite3.Cursor | None:
+    def _write(self, statements: Iterable[tuple[str, Any]]) -> Cursor | None:
         """Run statements in one write transaction; returns the last cursor. ``statements`` may
         be a generator: it is consumed inside the transaction."""
         cur = None
@@ -226,7 +266,7 @@ class Shard:
         sql += f" ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {min(int(limit), MAX_ROWS)}"
-        return [dict(zip(RUN_COLUMNS, r)) for r in self.conn.execute(sql, params)]
+        return [_clean(dict(zip(RUN_COLUMNS, r))) for r in self.conn.execute(sql, params)]
 
     def find_runs(self, ref: str) -> list[dict[str, Any]]:
         """Runs whose id equals or starts with ``ref``, or whose name equals it."""
@@ -297,10 +337,10 @@ class Shard:
 
     def points(self, run: int) -> Iterator[tuple[Any, ...]]:
         """``(proc, step, time, keys_json, fmt, vals)`` in insertion order."""
-        return self.conn.execute(
+        return iter(self.conn.execute(
             "SELECT p.proc, p.step, p.time, k.keys, p.fmt, p.vals FROM points p "
             "JOIN keysets k ON k.num = p.keyset WHERE p.run = ? ORDER BY p.rowid", (run,),
-        )
+        ))
 
     def metric_stats(self, run: int) -> list[tuple[Any, ...]]:
         return self.conn.execute(
@@ -343,7 +383,7 @@ class Shard:
         if since is not None:
             sql += " AND s.time > ?"
             params = (run, since)
-        return self.conn.execute(sql + " ORDER BY s.time", params)
+        return iter(self.conn.execute(sql + " ORDER BY s.time", params))
 
     def sample_stats(self, run: int) -> list[tuple[int, int, str]]:
         return self.conn.execute(

@@ -23,7 +23,8 @@ What is stored: rows of the lines of one stream that arrived together (see
 A line rewritten in place with ``\\r`` (a progress bar) is stored as its last non-empty segment,
 i.e. the state it was left in. A line longer than :data:`~tracklab.wrapper.console_store.MAX_LINE` bytes
 is stored in pieces. Values of secret-looking command-line flags and environment variables (at
-least :data:`MIN_SECRET` characters) are replaced by ``***`` in the store, not on the terminal.
+least :data:`MIN_SECRET` characters), token shapes and values of secret-looking names in the text
+(:func:`tracklab._env.redact_text`) are replaced by ``***`` in the store, not on the terminal.
 
 The cap (``--capture-limit``, default :data:`DEFAULT_LIMIT` bytes): the first half is kept as it
 comes; after that the store holds a rolling tail of the last half, behind one marker row (stream

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from tracklab._env import redact_text
 from tracklab.errors import StoreError
 from tracklab.store.schema import MARKER
 
@@ -72,11 +73,13 @@ class Line:
 
 
 def redact(block: bytes, secrets: Iterable[bytes]) -> bytes:
-    """``block`` with each secret replaced by ``***`` (longest first, as given)."""
+    """``block`` with each secret replaced by ``***`` (longest first, as given): the values of
+    the wrapper's secret-looking flags and variables, then whatever looks secret in the text
+    itself (token shapes, values of secret-looking names: :func:`tracklab._env.redact_text`)."""
     for secret in secrets:
         if secret in block:
             block = block.replace(secret, b"***")
-    return block
+    return redact_text(block)
 
 
 def final_segment(raw: bytes) -> bytes:

@@ -19,12 +19,10 @@ from typing import Any, NamedTuple
 
 from tracklab import _env
 from tracklab.errors import StoreError
+from tracklab.store import space
 from tracklab.wrapper import defaults
+from tracklab.wrapper.supervise import HANDLED, supervise
 from tracklab.wrapper.verdict import oom_kills, verdict, verdict_to_keep
-
-_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
-_SI_KERNEL = 0x80  # si_code of a signal the terminal driver sent (Ctrl-C goes to the whole group)
-_POLL_S = 0.25
 
 
 class RunOptions(NamedTuple):
@@ -85,9 +83,10 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
 
     Raises:
         FileNotFoundError / other OSError: the command cannot be started (callers map these
-            to exit codes 127 / 126, as a shell does).
+            to exit codes 127 / 126, as a shell does). Nothing after the exec raises: a fault
+            of tracklab's own is one ``on_warning`` line and the child's status is returned.
     """
-    warn = on_warning or (lambda msg: None)
+    warn = _once_when_full(on_warning or (lambda msg: None))
     if not opts.interval > 0:
         raise ValueError("interval must be positive")
     store_dir = _env.store_dir(opts.dir)
@@ -100,13 +99,13 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
 
     env = dict(os.environ)
     env.update({_env.ENV_RUN_ID: run_id, _env.ENV_PROJECT: project, _env.ENV_DIR: store_dir,
-                _env.ENV_NODE_ID: node})
+                _env.ENV_NODE_ID: node, space.ENV_WRAPPER: str(os.getpid())})
     # the child's output is teed into the store (tracklab.wrapper.capture)
     from tracklab.wrapper.capture import ConsoleCapture, secret_values
 
     capture = ConsoleCapture(record.shard_path, record.num, opts.capture_limit,
                              enabled=not opts.no_capture, secrets=secret_values(opts.command, env))
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     try:
         try:
             child = subprocess.Popen(opts.command, env=env, preexec_fn=_child_setup(os.getpid()),
@@ -116,32 +115,40 @@ def run(opts: RunOptions, on_start: Callable[[str, str | None], None] | None = N
             record.finish("failed", 127 if isinstance(exc, FileNotFoundError) else 126, None,
                           started, {})
             raise
-        description = record.describe(opts, env)
-        capture.start(child)
-        if on_start:
-            on_start(run_id, record.shard_path)
-        oom_before = oom_kills(child.pid)
-        sampler = record.start_sampler(child.pid, opts.interval)
-        if description is not None:
-            description.collectors_ready(sampler.collectors if sampler is not None else None)
-        files = None if opts.no_tensorboard else record.watch_files(started, child.pid)
+        sampler = oom_before = files = description = None
+        try:
+            description = record.describe(opts, env)
+            capture.start(child)
+            if on_start:
+                on_start(run_id, record.shard_path)
+            oom_before = oom_kills(child.pid)
+            sampler = record.start_sampler(child.pid, opts.interval)
+            if description is not None:
+                description.collectors_ready(sampler.collectors if sampler is not None else None)
+            files = None if opts.no_tensorboard else record.watch_files(started, child.pid)
+        except Exception as exc:  # noqa: BLE001 - the command is running: it runs on, unwatched
+            warn(f"monitoring could not start ({exc}); the command runs on")
         # a GPU reading that may hang is watched from here; without one nothing needs a tick
         watch = (lambda: watch_sampler(sampler)) if sampler is not None and \
             sampler.collectors.gpu_may_hang() else None
-        killed, requested, _seen = _supervise(child, opts.kill_after, watch)
+        killed, requested, _seen = supervise(child, opts.kill_after, watch, warn)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    rc = child.returncode
-    console = capture.stop(timeout=2.0)  # the last lines are stored before the verdict
-    if description is not None:
-        description.end(2.0)
-    if sampler is not None:
-        sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
-    if files is not None:  # the script's last TensorBoard/CSVLogger values, before the verdict
-        files.stop()
-    status, exit_code, sig = verdict(rc, killed, requested, oom_before)
-    peaks = record.finish(status, exit_code, sig, started, record.peaks(opts.carbon_intensity),
-                          console)
+    status, exit_code, sig = verdict(child.returncode, killed, requested, oom_before)
+    peaks: dict[str, Any] = {}
+    try:
+        console = capture.stop(timeout=2.0)  # the last lines are stored before the verdict
+        if description is not None:
+            description.end(2.0)
+        record.make_room()  # the disk filled: what was held back takes the last stats and the end
+        if sampler is not None:
+            sampler.stop(timeout=2.0 + min(opts.interval, 5.0), final=True)
+        if files is not None:  # the script's last TensorBoard/CSVLogger values, before the end
+            files.stop()
+        peaks = record.finish(status, exit_code, sig, started,
+                              record.peaks(opts.carbon_intensity), console)
+    except Exception as exc:  # noqa: BLE001 - after the exec, only the child's status counts
+        warn(f"could not finish recording the run ({exc}); the command's exit code is kept")
     return RunResult(run_id, status, exit_code, sig, time.time() - started,
                      record.shard_path, peaks, record.sample_count())
 
@@ -157,76 +164,6 @@ def watch_sampler(sampler: Any) -> None:
         logging.getLogger("tracklab.wrapper.runner").warning(
             "tracklab: warning: could not restart sampling after a hung GPU reading",
             exc_info=True)
-
-
-def _supervise(child: subprocess.Popen[bytes], kill_after: float,
-               tick: Callable[[], None] | None = None) -> tuple[bool, str | None, list[int]]:
-    """Wait for the child, taking signals synchronously; ``tick`` runs every _POLL_S or so.
-    Returns (killed, requested, seen).
-
-    Without a ``tick`` and a kill pending, the wait has no timeout: the child's exit (SIGCHLD)
-    or a signal to forward wakes it, and a silent run costs the main thread nothing."""
-    killed = False
-    requested: str | None = None
-    seen: list[int] = []
-    kill_at: float | None = None
-    interrupts = 0
-    # SIGCHLD ignored (inherited so): children are reaped unseen and no signal comes; poll
-    poll = tick is not None or signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
-    while child.poll() is None:
-        timeout = _POLL_S if poll else None
-        if kill_at is not None:
-            left = max(0.0, kill_at - time.monotonic())
-            timeout = left if timeout is None else min(timeout, left)
-        if timeout is None:
-            info: Any = signal.sigwaitinfo(_HANDLED)
-        else:
-            info = signal.sigtimedwait(_HANDLED, timeout)
-        if tick is not None:
-            tick()
-        if kill_at is not None and time.monotonic() >= kill_at and child.poll() is None:
-            _signal_child(child, signal.SIGKILL)
-            killed, kill_at = True, None
-        if info is None or info.si_signo == signal.SIGCHLD:
-            continue
-        sig = info.si_signo
-        seen.append(sig)
-        if sig == signal.SIGINT:
-            interrupts += 1
-            requested = requested or "interrupted"
-            if interrupts >= 2:
-                _signal_child(child, signal.SIGKILL)
-                killed = True
-                continue
-            # Ctrl-C in a terminal already reached the child (same foreground group): don't
-            # deliver it twice. A kill(2) from elsewhere reached only us: forward it.
-            if not (info.si_code == _SI_KERNEL and _same_group(child)):
-                _signal_child(child, sig)
-        else:
-            requested = requested or "terminated"
-            if info.si_code != _SI_KERNEL or not _same_group(child):
-                _signal_child(child, sig)
-            if kill_at is None and not killed:
-                kill_at = time.monotonic() + kill_after
-    return killed, requested, seen
-
-
-def _same_group(child: subprocess.Popen[bytes]) -> bool:
-    try:
-        return os.getpgid(child.pid) == os.getpgrp()
-    except OSError:
-        return True
-
-
-def _signal_child(child: subprocess.Popen[bytes], sig: int) -> None:
-    """Send ``sig`` to the child's own process group when it has one, else to the child."""
-    try:
-        if _same_group(child):
-            os.kill(child.pid, sig)
-        else:
-            os.killpg(os.getpgid(child.pid), sig)
-    except ProcessLookupError:
-        pass
 
 
 def _child_setup(parent: int) -> Callable[[], None]:
@@ -266,6 +203,7 @@ class _Record:
         self.prometheus: tuple[int | None, str | None, str | None] = (None, None, None)
         self.exporter: Any = None
         self.held: Any = None  # the shard connection create() opened
+        self.reserve = space.Reserve(store_dir)
 
     def create(self, opts: RunOptions, project: str, started: float) -> None:
         self.prometheus = (opts.prometheus_port, opts.prometheus_addr, project)
@@ -277,6 +215,8 @@ class _Record:
 
         name = opts.name or f"{_stem(opts.command)}-{new_run_id(4)}"
         try:
+            for problem in store.folder_warnings(self.store_dir):
+                self.warn(problem)
             shard = store.open_shard(self.store_dir, self.node)
             try:
                 self.num = create_run(
@@ -297,6 +237,7 @@ class _Record:
                                      ended_at=None, pid=os.getpid(),
                                      pid_start=_env.process_start(), heartbeat_at=started)
                 self.shard_path = shard.path
+                self.reserve.hold()  # room for the run's end, should the disk fill meanwhile
             except BaseException:
                 shard.close()
                 raise
@@ -362,6 +303,10 @@ class _Record:
 
         return peaks(self.recorder.stats, self.recorder.last_energy, carbon_intensity)
 
+    def make_room(self) -> None:
+        if self.reserve.held and (space.reported() or space.low(self.store_dir)):
+            self.reserve.release()
+
     def sample_count(self) -> int:
         return self.recorder.count if self.recorder is not None else 0
 
@@ -370,21 +315,31 @@ class _Record:
         if self.num is None or self.shard_path is None:
             return peaks
         from tracklab.store import FINAL_TIMEOUT_S, Shard
+        from tracklab.store.edits import merge_summary
 
-        try:
-            shard = Shard(self.shard_path, timeout=FINAL_TIMEOUT_S)
+        for attempt in (1, 2):
             try:
-                # merged, so the attached processes' run.summary["user"] survives
-                from tracklab.store.edits import merge_summary
-
-                merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
-                              fields_from=lambda row: verdict_to_keep(
-                                  row, started, status, exit_code, sig),
-                              ended_at=time.time())
-            finally:
-                shard.close()
-        except StoreError as exc:
-            self.warn(f"{exc}; the run's end was not recorded")
+                shard = Shard(self.shard_path, timeout=FINAL_TIMEOUT_S)
+                try:
+                    # merged, so the attached processes' run.summary["user"] survives
+                    merge_summary(shard, self.num, {"peaks": peaks, "console": console or {}},
+                                  fields_from=lambda row: verdict_to_keep(
+                                      row, started, status, exit_code, sig),
+                                  ended_at=time.time())
+                finally:
+                    shard.close()
+                break
+            except StoreError as exc:
+                if attempt == 1 and space.is_full(exc) and self.reserve.held:
+                    self.reserve.release()  # what it was held back for
+                    continue
+                self.warn(f"{exc}; the run's end was not recorded")
+                break
+        if not space.reported() and space.low(self.store_dir):
+            # the child's SDK leaves a full disk to us to say (space.under_wrapper)
+            self.warn(f"the store's disk is full ({self.store_dir}); metrics and output the run "
+                      "wrote may be missing")
+        self.reserve.release()
         if self.recorder is not None:
             self.recorder.close()
         if self.exporter is not None:
@@ -392,6 +347,16 @@ class _Record:
         if self.held is not None:
             self.held.close()
         return peaks
+
+
+def _once_when_full(warn: Callable[[str], None]) -> Callable[[str], None]:
+    """``warn``, except for a full disk already reported in this process (by the sampler)."""
+    def say(message: str) -> None:
+        if space.is_full(message) and not space.first_report():
+            return
+        warn(message)
+
+    return say
 
 
 def _stem(command: list[str]) -> str:

@@ -10,12 +10,9 @@ what the Typer commands in :mod:`tracklab_cli.commands.show` run: :func:`show_ru
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from tracklab.errors import AmbiguousRun, RunNotFound, StoreError
-
-LIBRARY_ERRORS = (AmbiguousRun, RunNotFound, StoreError)
+from tracklab.errors import TracklabError
 
 # (names, destination, takes a value) for each command; the defaults are the Typer commands'
 _SHOW = ((("--json",), "json_out", False), (("--dir", "-d"), "dir", True))
@@ -86,9 +83,9 @@ def main_read(command: str, args: list[str]) -> int | None:
 
 
 def _library_error(exc: Exception) -> int:
-    from tracklab_cli.commands.common import error_message
+    from tracklab_cli.commands.common import tell_library_error
 
-    sys.stderr.write(f"tracklab: {error_message(exc) or exc}\n")
+    tell_library_error(exc)
     return 1
 
 
@@ -104,7 +101,7 @@ def show_run(run: str, json_out: bool, dir: str | None) -> int:
             data = summarize(view)
         finally:
             view.close()
-    except LIBRARY_ERRORS as exc:
+    except TracklabError as exc:
         return _library_error(exc)
     if json_out:
         render.print_json(data)
@@ -125,7 +122,7 @@ def list_runs_cmd(limit: int, project: str | None, status: str | None, tag: str 
         # any order but the store's own (newest first) needs every run before the cut
         runs = list_runs(dir, project=project, limit=limit if sort == "started" else None,
                          status=status, tag=tag, since=since)
-    except LIBRARY_ERRORS as exc:
+    except TracklabError as exc:
         return _library_error(exc)
     runs = sort_runs(runs, sort, reverse)[:limit]
     if json_out:

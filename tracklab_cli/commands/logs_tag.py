@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
+from tracklab.textfmt import visible
 from tracklab_cli.commands.common import fail, library_errors
 
 
@@ -25,12 +27,16 @@ def logs(
                                          )] = False,
     stream: Annotated[Stream | None, typer.Option(
         "--stream", help="Only this stream (both, where they shared a terminal or file).")] = None,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Replay the lines as stored, escape sequences and all.")] = False,
     dir: Annotated[str | None, typer.Option("--dir", "-d", help="Store folder.")] = None,
 ) -> None:
     """Print the output a run's command printed, as `tracklab run` captured it.
 
-    Lines come as stored: colour codes kept, a progress bar as its last state. Where a long
-    output was cut to the capture limit, one [tracklab: ...] line says how much is left out.
+    A progress bar comes as its last state. To a terminal, your own run's lines come as stored,
+    colours and all; anywhere else (a pipe, a file, another user's run) escape sequences are
+    shown as text (\\x1b[31m), unless --raw. Where a long output was cut to the capture
+    limit, one [tracklab: ...] line says how much is left out.
 
     Example: tracklab logs latest --tail 50 --follow
     """
@@ -50,10 +56,11 @@ def logs(
                 out.flush()
                 print("note: this run's stdout and stderr went to one terminal or file, so they "
                       "were captured together, in order: --stream shows both", file=sys.stderr)
-            out.write(r["line"] + "\n")
+            out.write((r["line"] if replay else visible(r["line"])) + "\n")
 
     with library_errors():
         view = open_run(run, dir)
+    replay = raw or (out.isatty() and _own(view))
     try:
         with library_errors():
             why = not_captured(view)
@@ -75,6 +82,16 @@ def logs(
         view.close()
 
 
+def _own(view: Any) -> bool:
+    """Whether the reader owns every file the run's lines came from: only then do escape
+    sequences in them reach the terminal (someone else's run could retitle it, clear it, or
+    type into it through a terminal's answerback)."""
+    try:
+        return all(os.stat(p).st_uid == os.geteuid() for p in view.paths)
+    except OSError:
+        return False
+
+
 def tag(
     run: Annotated[str, typer.Argument(help="Run id, unique id prefix, name, or 'latest'.")],
     tags: Annotated[list[str], typer.Argument(help="Tags to add (or remove).")],
@@ -94,4 +111,4 @@ def tag(
         raise fail("a tag cannot be empty", 2)
     with library_errors():
         result = tag_run(run, tags, remove=remove, dir=dir)
-    sys.stdout.write((", ".join(result) if result else "(no tags)") + "\n")
+    sys.stdout.write((", ".join(visible(t) for t in result) if result else "(no tags)") + "\n")

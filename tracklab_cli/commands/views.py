@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tracklab.textfmt import visible
 from tracklab_cli.commands.common import fail, library_errors
 
 RunArg = Annotated[str, typer.Argument(help="Run id, unique id prefix, name, or 'latest'.")]
@@ -74,7 +75,7 @@ def watch(
     from tracklab.read.runs import list_runs
     from tracklab_cli.render.views import watch_frame
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False)  # a run's name is no markup
     view: Any = None
 
     def frame(going: bool = True) -> Any:
@@ -111,7 +112,7 @@ def watch(
                         break
             _ended(view)
     except KeyboardInterrupt:
-        what = f" {view.id}" if view is not None else ""
+        what = f" {visible(view.id)}" if view is not None else ""
         sys.stderr.write(f"tracklab: stopped watching{what}; the run goes on\n")
     finally:
         if view is not None:
@@ -143,8 +144,8 @@ def _ended(view: Any) -> None:
 
     info = view.info
     code = "" if info["exit_code"] is None else f", exit {info['exit_code']}"
-    sys.stderr.write(f"tracklab: run {info['id']} {info['status']}{code} after "
-                     f"{duration(info['duration'])}\n")
+    sys.stderr.write(visible(f"tracklab: run {info['id']} {info['status']}{code} after "
+                             f"{duration(info['duration'])}") + "\n")
 
 
 def plot(
@@ -363,8 +364,9 @@ def rm(
         if running and not force:
             raise fail(f"{', '.join(running)} still running; stop it first or pass --force")
         for i in infos:
-            sys.stderr.write(f"  {i['id']}  {i['name']}  {i['status']}  "
-                             f"{when(i['started_at'])}  {duration(i['duration'])}\n")
+            sys.stderr.write(visible(f"  {i['id']}  {i['name']}  {i['status']}  "
+                                     f"{when(i['started_at'])}  {duration(i['duration'])}")
+                             + "\n")
         if not yes and not typer.confirm(f"Delete {len(opened)} run{'s' * (len(opened) > 1)}?"):
             raise fail("nothing deleted")
         with library_errors():

@@ -13,12 +13,14 @@ from rich.table import Table
 from rich.text import Text
 
 from tracklab.read.payloads import RunInfo, ShowData
+from tracklab.textfmt import visible, visible_data
 from tracklab_cli.render.fmt import duration, number, size, when
-from tracklab_cli.render.text import command_text, spark_width, sparkline, status_text, trend_title
+from tracklab_cli.render.text import command_text, sparkline, status_text, trend_title
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    # no markup: a run named "[link=...]" is a name, not a link
+    return Console(highlight=False, soft_wrap=False, markup=False)
 
 
 def _json_default(v: Any) -> Any:
@@ -41,9 +43,13 @@ def print_json(data: Any, indent: int | None = 2) -> None:
 
 
 def show(data: ShowData) -> None:
+    from tracklab_cli.render.tables import figures_table
+
     c = console()
+    lines = [dict(r, line=visible(r["line"], colours=True)) for r in data.get("last_lines") or []]
+    data = visible_data(data)  # a run's text is shown, never obeyed
+    data["last_lines"] = lines
     trend = trend_title(data) if data.get("trend_window") else None
-    sw = spark_width(c.width, 70)
     info = data["info"]
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -74,45 +80,35 @@ def show(data: ShowData) -> None:
     if nodes:
         fleet(c, nodes)
 
+    def figures(title: str, header: list[str], rows: list[list[Any]],
+                trends: list[tuple[Any, str]]) -> None:
+        c.print(figures_table(title, header, rows, c.width, trend,
+                              lambda w: [sparkline(v, w, u) for v, u in trends]))
+
+    head5 = ["metric", "min", "mean", "max", "last"]
     if data["system"]:
-        t = Table(title="System", title_justify="left")
-        for col in ("metric", "min", "mean", "max", "last", *([trend] if trend else [])):
-            t.add_column(col, justify="left" if col in ("metric", trend) else "right")
-        for r in data["system"]:
-            u = r["unit"]
-            t.add_row(r["label"], number(r["min"], u), number(r["mean"], u),
-                      number(r["max"], u), number(r["last"], u),
-                      *([sparkline(r.get("trend"), sw, u)] if trend else []))
-        c.print(t)
+        figures("System", head5, [[r["label"], number(r["min"], r["unit"]),
+                                   number(r["mean"], r["unit"]), number(r["max"], r["unit"]),
+                                   number(r["last"], r["unit"])] for r in data["system"]],
+                [(r.get("trend"), r["unit"]) for r in data["system"]])
     else:
-        c.print("[dim]no system samples[/dim]")
+        c.print(Text("no system samples", style="dim"))
 
     for g in data["gpus"]:
-        t = Table(title=f"GPU {g['id']}" + (f" · {g['name']}" if g.get("name") else ""),
-                  title_justify="left")
-        for col in ("metric", "min", "mean", "max", "last", *([trend] if trend else [])):
-            t.add_column(col, justify="left" if col in ("metric", trend) else "right")
-        for r in g["rows"]:
-            u = r["unit"]
-            t.add_row(r["label"], number(r["min"], u), number(r["mean"], u),
-                      number(r["max"], u), number(r["last"], u),
-                      *([sparkline(r.get("trend"), sw, u)] if trend else []))
-        c.print(t)
+        figures(f"GPU {g['id']}" + (f" · {g['name']}" if g.get("name") else ""), head5,
+                [[r["label"], number(r["min"], r["unit"]), number(r["mean"], r["unit"]),
+                  number(r["max"], r["unit"]), number(r["last"], r["unit"])] for r in g["rows"]],
+                [(r.get("trend"), r["unit"]) for r in g["rows"]])
     if not data["gpus"]:
-        c.print("[dim]no NVIDIA GPU recorded[/dim]")
+        c.print(Text("no NVIDIA GPU recorded", style="dim"))
 
     if data["metrics"]:
-        t = Table(title="Training metrics", title_justify="left")
-        for col in ("metric", "last", "min", "max", "count", "last step",
-                    *([trend] if trend else [])):
-            t.add_column(col, justify="left" if col in ("metric", trend) else "right")
-        for key, s in data["metrics"].items():
-            t.add_row(Text(key), number(s["last"]), number(s["min"]), number(s["max"]),
-                      f"{s['count']:,}", str(s["last_step"]),
-                      *([sparkline(s.get("trend"), sw)] if trend else []))
-        c.print(t)
+        figures("Training metrics", ["metric", "last", "min", "max", "count", "last step"],
+                [[key, number(s["last"]), number(s["min"]), number(s["max"]), f"{s['count']:,}",
+                  str(s["last_step"])] for key, s in data["metrics"].items()],
+                [(s.get("trend"), "") for s in data["metrics"].values()])
     else:
-        c.print("[dim]no training metrics[/dim]")
+        c.print(Text("no training metrics", style="dim"))
 
 
 _LS_CAPS = {"name": 20, "project": 12}
@@ -120,6 +116,7 @@ _LS_CAPS = {"name": 20, "project": 12}
 
 def run_list(runs: list[RunInfo]) -> None:
     c = console()
+    runs = visible_data(runs)
     if not runs:
         c.print("no runs")
         return
@@ -298,9 +295,9 @@ def last_lines(c: Console, data: ShowData) -> None:
     lines = data.get("last_lines") or []
     if not lines:
         return
-    c.print(f"[bold]last {len(lines)} lines of output[/bold]")
-    for r in lines:
-        text = Text.from_ansi(r["line"])
+    c.print(Text(f"last {len(lines)} lines of output", style="bold"))
+    for r in lines:  # made visible by show(): colour codes dropped, other escapes shown
+        text = Text(r["line"])
         if r["stream"] == "stderr":
             text.stylize("red")
         elif r["stream"] == "tracklab":
@@ -375,7 +372,7 @@ def usage(c: Console, data: ShowData) -> None:
         return
     c.print(Text("Diagnosis", style="bold"))
     if not findings:
-        c.print("  [dim]nothing to report[/dim]")
+        c.print(Text("  nothing to report", style="dim"))
         return
     style = {"error": "red", "warning": "yellow", "info": "cyan"}
     d = Table.grid(padding=(0, 1))

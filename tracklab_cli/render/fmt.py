@@ -15,7 +15,10 @@ def when(ts: float | None, short: bool = False) -> str:
     """Local time; ``short`` drops the year and seconds (for tables)."""
     if ts is None:
         return "-"
-    return time.strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    try:
+        return time.strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    except (OverflowError, OSError, ValueError):  # no date this platform can show
+        return str(ts)
 
 
 def end_line(result: Any) -> str:

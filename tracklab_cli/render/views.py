@@ -1,6 +1,6 @@
 """Rendering of the views (sparklines, the watch dashboard, compare, plot figures).
 
-Functions take the plain data of :mod:`tracklab.read.trends`; rich lives here and in render.py only.
+Functions take the plain data of :mod:`tracklab.read.trends`; rich lives here and in the other render modules only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tracklab.read.payloads import CompareData, LiveFrame
+from tracklab.textfmt import visible, visible_data
 from tracklab_cli.render.fmt import duration, number, size
 from tracklab_cli.render.text import command_text, num, sparkline, status_text
 
@@ -68,6 +69,10 @@ def _board(*titles: str) -> Table:
 
 def watch_frame(frame: LiveFrame, width: int = 100, refresh: float | None = None) -> Panel:
     """The dashboard of ``tracklab watch`` for one :func:`tracklab.read.trends.live` frame."""
+    # a run's text is shown, never obeyed; the sample's few names are made safe where shown
+    last_sample = frame["last"]
+    frame = visible_data(frame)
+    frame["last"] = last_sample
     info, last, tr = frame["info"], frame["last"], frame["trends"]
     status = status_text(info["status"])
     if info.get("exit_code") is not None:
@@ -116,7 +121,7 @@ def watch_frame(frame: LiveFrame, width: int = 100, refresh: float | None = None
             mem_text = "-" if used is None else (
                 f"{used / scale:.0f}/{total / scale:.0f} {unit}" if total else size(used))
             temp, power = g.get("temperature"), g.get("power")
-            name = str(g.get("name") or "").replace("NVIDIA ", "")
+            name = visible(str(g.get("name") or "").replace("NVIDIA ", ""))
             g_t.add_row(f"{gid} {name}".strip(), number(g.get("utilization"), "%"),
                         f"{mem_text:<10}{'-' if temp is None else f'{temp:.0f}°C':>4}"
                         f"{'-' if power is None else f'{power:.0f}W':>5}",
@@ -182,6 +187,7 @@ def _cell(v: Any, unit: str) -> str:
 
 
 def compare(data: CompareData) -> Table:
+    data = visible_data(data)
     t = Table(caption="* differs: numbers by more than 10% of the largest, anything else at all",
               caption_justify="left")
     t.add_column("", width=1, no_wrap=True)
