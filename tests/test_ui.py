@@ -152,12 +152,12 @@ def test_rollups_are_the_min_max_and_last_of_their_points(store_dir: Path) -> No
     (path,) = store_dir.glob("node-*.db")
     c = sqlite3.connect(path)
     rows = c.execute("SELECT level, bucket, n, min, max, last, first_step, last_step FROM "
-                     "metric_rollups WHERE key = 'train/loss' AND level = 1024 ORDER BY bucket"
+                     "metric_rollups WHERE key = 'train/loss' AND level = 256 ORDER BY bucket"
                      ).fetchall()
     c.close()
-    assert [r[1] for r in rows] == [0, 1, 2, 3, 4]
-    assert [r[2] for r in rows] == [1024, 1024, 1024, 1024, 5000 - 4096]
-    assert rows[1][4] == 50.0 and rows[1][6] == 1024 and rows[1][7] == 2047
+    assert [r[1] for r in rows] == list(range(20))
+    assert [r[2] for r in rows] == [256] * 19 + [5000 - 19 * 256]
+    assert rows[5][4] == 50.0 and rows[5][6] == 1280 and rows[5][7] == 1535  # the spike's
     assert run.id
 
 

@@ -12,10 +12,11 @@ those has null extremes.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
-LEVELS = (64, 1024, 16384, 262144)
+LEVELS = (256, 4096, 65536, 1048576)
 
 # (run, proc, key, level, bucket, n, min, max, last, first_step, last_step, first_time,
 #  last_time, first)
@@ -60,34 +61,59 @@ class Rollups:
         """Add ``col`` (values of consecutive calls, the first of them the key's ``ordinal``-th
         point), logged at ``steps`` and ``times``.
 
-        The values are scanned once, a finest-level bucket's slice at a time; every coarser
-        bucket boundary is also a finest one, so each slice's summary folds into all levels."""
+        The values are scanned once, a finest-level bucket's slice at a time; the coarser levels
+        are folded from those slices' extremes (every coarser bucket boundary is also a finest
+        one), a coarse bucket at a time, so the writer keeps up with a loop logging flat out."""
         levels = self._open.get(key)
         if levels is None:
             levels = self._open[key] = [[-1, 0, None, None, None, 0, 0, 0.0, 0.0, None]
                                         for _ in LEVELS]
         n = len(col)
+        if not n:
+            return
         finest = LEVELS[0]
+        # the finest slices of this chunk: their start offsets and extremes
+        starts: list[int] = []
+        lows: list[float | None] = []
+        highs: list[float | None] = []
         i = 0
         while i < n:
             j = min(n, ((ordinal + i) // finest + 1) * finest - ordinal)
             lo, hi = _extremes(col[i:j])
-            first, last = _float(col[i]), _float(col[j - 1])
-            s0, s1, t0, t1 = int(steps[i]), int(steps[j - 1]), float(times[i]), float(times[j - 1])
-            for size, b in zip(LEVELS, levels):
-                bucket = (ordinal + i) // size
-                if b[0] != bucket:
-                    if b[0] >= 0 and key in self._touched:
-                        self._done.append((self.run, self.proc, key, size, *b))
-                    b[:] = [bucket, 0, None, None, None, s0, 0, t0, 0.0, first]
-                b[1] += j - i
-                if lo is not None and (b[2] is None or lo < b[2]):
-                    b[2] = lo
-                if hi is not None and (b[3] is None or hi > b[3]):
-                    b[3] = hi
-                b[4], b[6], b[8] = last, s1, t1
-            self._touched.add(key)
+            starts.append(i)
+            lows.append(lo)
+            highs.append(hi)
             i = j
+        starts.append(n)
+        dirty = key in self._touched  # the open buckets changed since the last take()
+        for size, b in zip(LEVELS, levels):
+            changed = dirty
+            k = 0  # index of the first finest slice of the coarse bucket being folded
+            while k < len(lows):
+                bucket = (ordinal + starts[k]) // size
+                # the slices of this bucket: k .. m-1 (slices start on finest boundaries)
+                m = min(len(lows), bisect_left(starts, (bucket + 1) * size - ordinal, k + 1))
+                i, j = starts[k], starts[m]
+                if b[0] != bucket:
+                    if b[0] >= 0 and changed:
+                        self._done.append((self.run, self.proc, key, size, *b))
+                    b[:] = [bucket, 0, None, None, None, int(steps[i]), 0, float(times[i]), 0.0,
+                            _float(col[i])]
+                lo_part = [v for v in lows[k:m] if v is not None]
+                hi_part = [v for v in highs[k:m] if v is not None]
+                if lo_part:
+                    lo = min(lo_part)
+                    if b[2] is None or lo < b[2]:
+                        b[2] = lo
+                if hi_part:
+                    hi = max(hi_part)
+                    if b[3] is None or hi > b[3]:
+                        b[3] = hi
+                b[1] += j - i
+                b[4], b[6], b[8] = _float(col[j - 1]), int(steps[j - 1]), float(times[j - 1])
+                changed = True
+                k = m
+        self._touched.add(key)
 
     def take(self) -> list[Row]:
         """The rows changed since the last call (completed buckets and the open ones)."""

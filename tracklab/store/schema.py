@@ -99,7 +99,7 @@ _V3_CLOCK_OFFSET: list[Step] = [Column("runs", "clock_offset", float)]
 # what the run was (tracklab.sampling.machine.run_context): code state, interpreter, packages (JSON)
 _V4_CONTEXT: list[Step] = [Column("runs", "context", str)]
 
-# per key, the min, max and last value of every 64, 1,024... points (tracklab.store.rollups)
+# per key, the min, max and last value of every 256, 4,096... points (tracklab.store.rollups)
 _V5_ROLLUPS: list[Step] = [Sql(
     "CREATE TABLE metric_rollups (run INTEGER NOT NULL, proc INTEGER NOT NULL, "
     "key TEXT NOT NULL, level INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER, "
