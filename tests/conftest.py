@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -51,6 +51,22 @@ def _finish_sdk_state():
 @pytest.fixture
 def store_dir(isolated_env: Path) -> Path:
     return isolated_env
+
+
+@pytest.fixture
+def served(store_dir: Path) -> Iterator[Any]:
+    """A dashboard (tracklab.ui) serving this test's store on a free loopback port."""
+    import threading
+
+    from tracklab.ui.server import Dashboard
+
+    server = Dashboard(str(store_dir), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 def wait_until(cond: Callable[[], T], what: str = "the condition", timeout: float = 60.0,

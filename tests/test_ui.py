@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,6 @@ pytest.importorskip("uplot", reason="the ui extra (uplot-python) is not installe
 
 from tracklab.ui import series
 from tracklab.ui.server import Dashboard
-
-
-@pytest.fixture
-def served(store_dir: Path) -> Iterator[Dashboard]:
-    server = Dashboard(str(store_dir), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def get(server: Any, path: str, headers: dict[str, str] | None = None,

@@ -3,7 +3,6 @@ selenium): what the browser drew, read back from uPlot's canvases, not the HTML 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,15 +49,6 @@ def driver() -> Iterator[Any]:
     d.quit()
 
 
-@pytest.fixture
-def served(store_dir: Path) -> Iterator[Dashboard]:
-    server = Dashboard(str(store_dir), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def open_page(driver: Any, server: Dashboard, hash_: str = "#/runs") -> None:
