@@ -95,3 +95,31 @@ def test_prometheus_exports_the_new_figures() -> None:
                port="1") == 1e9
     assert one(got, "tracklab_infiniband_symbol_errors", device="mlx5_1\x1b[31m",
                port="1") == 3.0
+
+
+def test_the_dashboard_charts_the_efficiency_figures_and_the_ports(stored: str,
+                                                                   isolated_env: Path) -> None:
+    pytest.importorskip("uplot", reason="the ui extra (uplot-python) is not installed")
+    from tracklab.ui.data import chart_series, keys_of
+
+    charts = {c["title"]: c for c in keys_of(str(isolated_env), [stored])["system"]}
+    for title, unit in [("GPU 0 SM active (GPM)", "%"), ("GPU 0 tensor pipes active (GPM)", "%"),
+                        ("GPU 0 PCIe out", "B/s"), ("GPU 0 NVLink in", "B/s"),
+                        ("InfiniBand/RoCE port 0 out", "B/s"), ("InfiniBand/RoCE port 1 in", "B/s")]:
+        assert charts[title]["unit"] == unit, title
+    path = charts["GPU 0 SM active (GPM)"]["path"]
+    got = chart_series(str(isolated_env), [stored], [f"sys:{path}"], "time", None, None, 100)
+    ys = [y for y in _ys(got) if y is not None]
+    assert ys and set(ys) == {3.0}
+
+
+def _ys(got: Any) -> list[Any]:
+    """Every y value of a chart_series answer, wherever its runs and keys put them."""
+    out: list[Any] = []
+    if isinstance(got, dict):
+        for k, v in got.items():
+            out += v if k == "y" and isinstance(v, list) else _ys(v)
+    elif isinstance(got, list):
+        for v in got:
+            out += _ys(v)
+    return out

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
-from tracklab.read.figures import GPU_ROWS, SYSTEM_ROWS
 from tracklab.read.runs import RunView, _group, _open_shards, open_run
 from tracklab.ui import series
 
@@ -32,12 +31,22 @@ SYSTEM_CHARTS: list[tuple[str, str, str]] = [
     ("accelerators.*.utilization", "utilization", "%"),
     ("accelerators.*.memory.used", "memory used", "B"),
     ("accelerators.*.power", "power", "W"),
+    # what utilization hides, where the GPU gives it (GPM on Hopper and newer)
+    ("accelerators.*.gpm.smActive", "SM active (GPM)", "%"),
+    ("accelerators.*.gpm.tensorActive", "tensor pipes active (GPM)", "%"),
+    ("accelerators.*.gpm.dramActive", "DRAM bandwidth, of peak (GPM)", "%"),
+    ("accelerators.*.memoryUtilization", "memory controller busy", "%"),
+    ("accelerators.*.pcie.txBytes", "PCIe out", "B/s"),
+    ("accelerators.*.pcie.rxBytes", "PCIe in", "B/s"),
+    ("accelerators.*.nvlink.txBytes", "NVLink out", "B/s"),
+    ("accelerators.*.nvlink.rxBytes", "NVLink in", "B/s"),
     ("disk.ioRead", "disk read", "B/s"),
     ("disk.ioWrite", "disk write", "B/s"),
     ("network.bytesIn", "network in", "B/s"),
     ("network.bytesOut", "network out", "B/s"),
+    ("network.infiniband.*.txBytes", "out", "B/s"),
+    ("network.infiniband.*.rxBytes", "in", "B/s"),
 ]
-_UNITS = {p: u for p, _, u in SYSTEM_ROWS} | {f"accelerators.*.{p}": u for p, _, u in GPU_ROWS}
 
 # The readers warn through the warnings module, whose filters are process-wide: requests that
 # read the store take turns, so one request's warnings are its own (reads are milliseconds).
@@ -192,7 +201,10 @@ def keys_of(store_dir: str, refs: list[str]) -> dict[str, Any]:
         title = next(t for q, t, _ in SYSTEM_CHARTS if q == pat)
         if p.startswith("accelerators."):
             title = f"GPU {p.split('.')[1]} {title}"
-        sys_charts.append({"path": p, "title": title, "unit": _UNITS.get(pat, "")})
+        elif p.startswith("network.infiniband."):
+            title = f"InfiniBand/RoCE port {p.split('.')[2]} {title}"
+        unit = next(u for q, _, u in SYSTEM_CHARTS if q == pat)
+        sys_charts.append({"path": p, "title": title, "unit": unit})
     return {"metrics": list(keys), "system": sys_charts}
 
 
