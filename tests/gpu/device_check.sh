@@ -62,7 +62,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 say "pytest -m gpu"
 # only the files holding real-GPU tests: the others may import what the image lacks
 mapfile -t gpu_tests < <(grep -rl --include='test_*.py' 'mark.gpu' tests | sort)
-timeout 80 "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs "${gpu_tests[@]}" \
+timeout 80 "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs -o addopts="--strict-markers" "${gpu_tests[@]}" \
     >"$WORK/pytest.txt" 2>&1
 PYTEST_RC=$?
 tail -15 "$WORK/pytest.txt"
