@@ -11,7 +11,7 @@ import pytest
 
 from tests import browser
 from tests.conftest import wait_until
-from tests.ui_fixtures import Clock, demo_store, log_steps, make_run
+from tests.ui_fixtures import Clock, demo_store, log_steps, make_run, sdk_clock
 
 pytest.importorskip("uplot", reason="the ui extra (uplot-python) is not installed")
 if browser.missing():
@@ -125,7 +125,6 @@ def test_a_running_runs_new_points_appear_without_a_reload(driver: Any, served: 
                                                           store_dir: Path) -> None:
     import random
 
-    from tracklab.sdk import run as sdk
 
     run = make_run(str(store_dir), "live", steps=50, keys=2, samples=False, finish=False,
                    started=1_780_000_000.0)
@@ -134,24 +133,17 @@ def test_a_running_runs_new_points_appear_without_a_reload(driver: Any, served: 
     driver.execute_script("window.__sameDocument = 1")
     before = dict(driver.execute_script(POINTS, "train/loss"))[run.id]
     clock = Clock(0)
-    saved = sdk._time
-    sdk._time = clock
-    try:
+    with sdk_clock(clock):
         log_steps(run, clock, 50, 300, random.Random(1), 0, 2, 1_780_000_000.0, 3.6)
-    finally:
-        sdk._time = saved
     run.flush()
     wait_until(lambda: dict(driver.execute_script(POINTS, "train/loss"))[run.id] > before + 100,
                "the new points drawn", 30)
     assert driver.execute_script("return window.__sameDocument") == 1  # no reload
     assert driver.execute_script("return Math.max(...state.charts.get('train/loss').u.data[0])") == 299
     # the last points come with the run's end: they are drawn although it no longer runs
-    sdk._time = clock
-    try:
+    with sdk_clock(clock):
         log_steps(run, clock, 300, 320, random.Random(2), 0, 2, 1_780_000_000.0, 3.6)
         run.finish()
-    finally:
-        sdk._time = saved
     last = "return Math.max(...state.charts.get('train/loss').u.data[0])"
     wait_until(lambda: driver.execute_script(last) == 319, "the final points drawn", 30)
 
@@ -215,7 +207,6 @@ def test_a_new_run_and_a_running_runs_row_update_without_a_reload(driver: Any, s
                                                                  store_dir: Path) -> None:
     import random
 
-    from tracklab.sdk import run as sdk
 
     live = make_run(str(store_dir), "live", steps=20, keys=1, samples=False, finish=False,
                     started=1_780_000_000.0)
@@ -227,12 +218,8 @@ def test_a_new_run_and_a_running_runs_row_update_without_a_reload(driver: Any, s
     before = driver.execute_script(cell, live.id)
     assert "running" in before
     clock = Clock(0)
-    saved = sdk._time
-    sdk._time = clock
-    try:
+    with sdk_clock(clock):
         log_steps(live, clock, 20, 40, random.Random(7), 3, 1, 1_780_000_000.0, 3.6)
-    finally:
-        sdk._time = saved
     live.flush()
     wait_until(lambda: driver.execute_script(cell, live.id) != before, "the row to update", 30)
     other = make_run(str(store_dir), "newcomer", steps=10, keys=1, samples=False)

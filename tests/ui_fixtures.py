@@ -8,6 +8,8 @@ import json
 import math
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 SAMPLE_PATHS = ["cpu.overall", "memory.usage", "memory.used", "process.cpu", "process.rss",
@@ -26,6 +28,19 @@ class Clock:
         return self.t
 
 
+@contextmanager
+def sdk_clock(clock: Clock) -> Iterator[Clock]:
+    """The SDK's points dated by ``clock`` while the block runs."""
+    from tracklab.sdk import run as sdk
+
+    saved = sdk._time
+    sdk._time = clock
+    try:
+        yield clock
+    finally:
+        sdk._time = saved
+
+
 def make_run(store: str, name: str, *, project: str = "vision", steps: int = 1000,
              tags: list[str] | None = None, config: dict[str, Any] | None = None,
              seed: int = 0, started: float | None = None, step_s: float = 3.6,
@@ -35,14 +50,11 @@ def make_run(store: str, name: str, *, project: str = "vision", steps: int = 100
     steps) and a system sample every 10 steps. Returns the SDK run (still open unless
     ``finish``)."""
     import tracklab
-    from tracklab.sdk import run as sdk
 
     rng = random.Random(seed)
     t0 = (started if started is not None else 1_780_000_000.0 + seed * 7200)
     clock = Clock(t0)
-    saved = sdk._time
-    sdk._time = clock
-    try:
+    with sdk_clock(clock):
         run = tracklab.init(project=project, name=name, config=config or {"lr": 3e-4 * (1 + seed),
                                                                            "batch_size": 64},
                             dir=store)
@@ -51,8 +63,6 @@ def make_run(store: str, name: str, *, project: str = "vision", steps: int = 100
             run.finish()
         else:
             run.flush()
-    finally:
-        sdk._time = saved
     from tracklab import store as tstore
     from tracklab.store.codec import dumps_exact
 
